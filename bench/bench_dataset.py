@@ -1,0 +1,168 @@
+"""Benchmark: concatenate and the out-of-core shuffle against `cp` of the same bytes.
+
+Makes ``--size-gb`` of float16 frames (513 bins) as per-video ``.npy`` files spread over
+``--labels`` labels, then times, each until the data is on disk (``sync``):
+
+1. ``cp -r`` of the per-video files           vs  ``concatenate`` of them, one job per label;
+2. ``cp -r`` of the per-label concatenations  vs  ``shuffle`` of them into ``--shards`` shards.
+
+Each of our steps runs in a child process whose peak RSS comes from ``os.wait4``. Bars (the
+issue's): shuffle <= 2.5x cp with peak RSS <= the budget and shard sizes equal to within one
+row; concatenate >= 0.5x cp throughput. Usage::
+
+    python bench/bench_dataset.py [--size-gb 4] [--dir bench/out] [--budget-mb 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Run ``cmd`` then ``sync``; return (seconds, peak RSS in MB of the child, stdout)."""
+    subprocess.run(["sync"], check=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    subprocess.run(["sync"], check=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:3]} failed with status {proc.returncode}")
+    return dt, usage.ru_maxrss / 1024.0, out  # ru_maxrss is in KiB on Linux
+
+
+def make_inputs(root: Path, size_bytes: int, n_labels: int, bins: int, seed: int) -> dict:
+    """Per-video float16 files of 1-5 minutes of frames (~31 frames/s), labels of unequal size."""
+    rng = np.random.default_rng(seed)
+    row_bytes = bins * 2
+    total_rows = size_bytes // row_bytes
+    weights = rng.uniform(0.5, 1.5, n_labels)
+    label_rows = (weights / weights.sum() * total_rows).astype(np.int64)
+    items: dict[str, list] = {}
+    for li, n in enumerate(label_rows):
+        label = f"label{li:02d}"
+        d = root / label
+        d.mkdir(parents=True, exist_ok=True)
+        items[label] = []
+        left, v = int(n), 0
+        while left > 0:
+            m = min(left, int(rng.integers(1900, 9400)))  # 1-5 min at 16 kHz / hop 512
+            # Values in [0, 1): random float16 bit patterns below 0x3C00 (= 1.0).
+            a = rng.integers(0, 0x3C00, size=(m, bins), dtype=np.uint16).view(np.float16)
+            p = d / f"vid{v:05d}.npy"
+            np.save(p, a)
+            items[label].append((f"vid{li:02d}_{v:05d}", str(p)))
+            left -= m
+            v += 1
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-gb", type=float, default=4.0, help="bytes of frames (GB = 1e9)")
+    ap.add_argument("--dir", type=Path, default=ROOT / "bench" / "out" / "dataset")
+    ap.add_argument("--budget-mb", type=float, default=1024)
+    ap.add_argument("--shards", type=int, default=10)
+    ap.add_argument("--labels", type=int, default=10)
+    ap.add_argument("--bins", type=int, default=513)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    size = int(args.size_gb * 1e9)
+    work = args.dir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    free = shutil.disk_usage(work).free
+    if free < 3.3 * size:
+        raise SystemExit(f"{work}: {free / 1e9:.1f} GB free, need {3.3 * size / 1e9:.1f} GB")
+    py = sys.executable
+    try:
+        t = time.perf_counter()
+        items = make_inputs(work / "videos", size, args.labels, args.bins, args.seed)
+        n_files = sum(len(v) for v in items.values())
+        print(
+            f"made {size / 1e9:.2f} GB in {n_files} per-video files in {time.perf_counter() - t:.0f} s"
+        )
+        (work / "items.json").write_text(json.dumps(items))
+
+        # -- concatenate vs cp of the per-video files
+        cp_cat, _, _ = run_timed(["cp", "-r", str(work / "videos"), str(work / "cp_videos")])
+        shutil.rmtree(work / "cp_videos")
+        code = (
+            "import json,sys; from pathlib import Path; from soundharvest.dataset import concatenate\n"
+            f"items=json.load(open({str(work / 'items.json')!r}))\n"
+            f"out=Path({str(work / 'labels')!r})\n"
+            "for lab, its in items.items():\n"
+            "    concatenate([(v, Path(p)) for v, p in its], out/f'{lab}.npy', out/f'{lab}.index.tsv')\n"
+        )
+        cat_s, cat_rss, _ = run_timed([py, "-c", code])
+        shutil.rmtree(work / "videos")
+
+        # -- shuffle vs cp of the per-label arrays
+        labels_dir = work / "labels"
+        cp_shuf, _, _ = run_timed(["cp", "-r", str(labels_dir), str(work / "cp_labels")])
+        shutil.rmtree(work / "cp_labels")
+        code = (
+            "import json; from pathlib import Path; from soundharvest.dataset import shuffle\n"
+            f"d=Path({str(labels_dir)!r}); o=Path({str(work / 'shards')!r})\n"
+            "inputs=[(p.stem, p) for p in sorted(d.glob('*.npy'))]\n"
+            f"outs=[o/f'shard-{{j:02d}}.npy' for j in range({args.shards})]\n"
+            f"st=shuffle(inputs, outs, seed={args.seed}, memory_budget_mb={args.budget_mb})\n"
+            "print(json.dumps(st))\n"
+        )
+        shuf_s, shuf_rss, out = run_timed([py, "-c", code])
+        stats = json.loads(out.strip().splitlines()[-1])
+    finally:
+        pass
+    shard_rows = [
+        int(np.load(p, mmap_mode="r").shape[0])
+        for p in sorted((work / "shards").glob("shard-??.npy"))
+    ]
+    spread = max(shard_rows) - min(shard_rows)
+    shutil.rmtree(work, ignore_errors=True)
+
+    ratio_shuf = shuf_s / cp_shuf
+    ratio_cat = cp_cat / cat_s  # throughput ratio = inverse time ratio
+    rows = [
+        ("concatenate", f"{cat_s:.2f} s", f"cp {cp_cat:.2f} s", f"{ratio_cat:.2f}x cp throughput",
+         ">= 0.5x", ratio_cat >= 0.5, f"{cat_rss:.0f} MB"),
+        ("shuffle", f"{shuf_s:.2f} s", f"cp {cp_shuf:.2f} s", f"{ratio_shuf:.2f}x cp time",
+         "<= 2.5x", ratio_shuf <= 2.5, f"{shuf_rss:.0f} MB"),
+        ("shuffle RSS", f"{shuf_rss:.0f} MB", f"budget {args.budget_mb:.0f} MB", "", "<= budget",
+         shuf_rss <= args.budget_mb, ""),
+        ("shard sizes", f"{min(shard_rows)}..{max(shard_rows)}", f"{len(shard_rows)} shards",
+         f"spread {spread}", "<= 1 row", spread <= 1, ""),
+    ]  # fmt: skip
+    print(
+        f"\n{size / 1e9:.2f} GB float16, {args.bins} bins, {stats['n_rows']} frames, "
+        f"{args.labels} labels, {args.shards} shards, budget {args.budget_mb:.0f} MB "
+        f"({stats['n_buckets']} bucket(s)/shard; pass 1 {stats['seconds']['pass1']:.1f} s, "
+        f"pass 2 {stats['seconds']['pass2']:.1f} s)"
+    )
+    print(
+        f"{'step':<13}{'ours':>12}{'baseline':>16}{'ratio':>24}{'bar':>11}{'peak RSS':>10}  result"
+    )
+    ok = True
+    for name, ours, base, ratio, bar, passed, rss in rows:
+        ok &= passed
+        print(
+            f"{name:<13}{ours:>12}{base:>16}{ratio:>24}{bar:>11}{rss:>10}  {'PASS' if passed else 'FAIL'}"
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The evaluation stages as file-to-file functions (what the workflow's scripts call).
+
+Each function reads its inputs, calls the array-level library (:mod:`.kmeans`, :mod:`.elbow`,
+:mod:`.embed`, :mod:`.figures`) and writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io import Pathlike, load_npy, save_npy, write_tsv
+from . import elbow as _elbow
+from . import embed as _embed
+from . import figures as _figures
+from . import kmeans as _kmeans
+
+log = logging.getLogger("soundharvest.evaluate")
+
+#: The metrics recorded per k and labelling, in the order tables show them.
+METRICS = ("purity", "ri", "ari", "nmi")
+
+
+def read_notes(path: Pathlike) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"note_str": str, "family": str, "instrument": str})
+
+
+def embed_file(
+    frames_npy: Pathlike,
+    out_npy: Pathlike,
+    model: str,
+    weights: Pathlike | None = None,
+    latent: int = 10,
+    seed: int = 0,
+) -> np.ndarray:
+    """Codes of the evaluation frames under ``model``.
+
+    :param model: ``raw`` (the frames themselves), ``pca`` (their PCA to ``latent`` dimensions,
+        fitted on the evaluation frames) or a trained model's name (then ``weights`` is its file).
+    """
+    frames = np.asarray(load_npy(frames_npy), dtype=np.float32)
+    if model == "raw":
+        codes = frames
+    elif model == "pca":
+        codes = _embed.pca_codes(frames, latent, seed=seed)
+    else:
+        from ..train import encode, load_model
+
+        net, _meta = load_model(weights)
+        codes = encode(net, frames)
+    codes = np.asarray(codes, dtype=np.float32)
+    save_npy(out_npy, codes)
+    log.info("%s: %d codes of %d dimensions", model, *codes.shape)
+    return codes
+
+
+def labelings_of(notes: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
+    return {name: notes[name].astype(str).to_numpy() for name in names}
+
+
+def sweep_chunk_file(
+    codes_npy: Pathlike,
+    notes_tsv: Pathlike,
+    out_tsv: Pathlike,
+    start: int,
+    stop: int,
+    labelings: Sequence[str],
+    n_init: int = 3,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """k-means for k = start..stop (inclusive), clipped to k < number of points."""
+    codes = np.asarray(load_npy(codes_npy), dtype=np.float32)
+    notes = read_notes(notes_tsv)
+    top = min(stop, len(codes) - 1)
+    ks = list(range(start, top + 1))
+    if ks:
+        table = _kmeans.sweep(codes, ks, labelings_of(notes, labelings), seed=seed, n_init=n_init)
+    else:
+        log.info("k = %d..%d: beyond %d points, nothing to do", start, stop, len(codes))
+        table = _kmeans.sweep(codes, [], labelings_of(notes, labelings), seed=seed, n_init=n_init)
+    write_tsv(out_tsv, table)
+    return table
+
+
+def elbow_file(
+    chunk_tsvs: Sequence[Pathlike],
+    out_sweep: Pathlike,
+    out_elbows: Pathlike,
+    out_png: Pathlike,
+    max_ks: Sequence[int],
+    labelings: Sequence[str],
+    title: str = "",
+) -> pd.DataFrame:
+    """Merge a model's sweep chunks, choose the elbow for each max_k, plot the inertia."""
+    table = _kmeans.merge_chunks(list(chunk_tsvs))
+    write_tsv(out_sweep, table)
+    elbows = _elbow.elbow_table(table, list(max_ks), list(labelings))
+    write_tsv(out_elbows, elbows)
+    _figures.plot_inertia(table, elbows, out_png, title=title)
+    return elbows
+
+
+def metrics_figure_file(
+    sweep_tsvs: Sequence[Pathlike], models: Sequence[str], out_png: Pathlike, labeling: str
+) -> None:
+    sweeps = {m: pd.read_csv(p, sep="\t") for m, p in zip(models, sweep_tsvs, strict=True)}
+    _figures.plot_metrics_vs_k(sweeps, ["purity", "ri", "nmi"], out_png, labeling=labeling)
+
+
+def projection_file(
+    codes_npy: Pathlike, notes_tsv: Pathlike, out_png: Pathlike, method: str, seed: int = 0
+) -> None:
+    codes = np.asarray(load_npy(codes_npy), dtype=np.float32)
+    notes = read_notes(notes_tsv)
+    xy = _embed.project_2d(codes, method, seed=seed)
+    names = sorted(notes["family"].unique())
+    labels = notes["family"].map({n: i for i, n in enumerate(names)}).to_numpy()
+    model = Path(codes_npy).stem
+    _figures.plot_projection(xy, labels, names, out_png, title=f"{model}: {method}")
+
+
+def _row_at(table: pd.DataFrame, k: int) -> Mapping[str, Any] | None:
+    hit = table[table["k"] == k]
+    return None if hit.empty else hit.iloc[0]
+
+
+def summary_file(
+    sweep_tsvs: Mapping[tuple[str, str], Pathlike],
+    elbow_tsvs: Mapping[tuple[str, str], Pathlike],
+    out_tsv: Pathlike,
+    n_families: int,
+    labeling: str = "family",
+) -> pd.DataFrame:
+    """One row per (kind, model): metrics at k = number of families and at each elbow."""
+    rows = []
+    for (kind, model), path in sweep_tsvs.items():
+        table = pd.read_csv(path, sep="\t")
+        row: dict[str, Any] = {"kind": kind, "model": model, "n_points": None}
+        at = _row_at(table, n_families)
+        for metric in METRICS:
+            col = f"{labeling}_{metric}"
+            row[f"{metric}@k={n_families}"] = None if at is None else round(float(at[col]), 4)
+        small = table[table["k"] <= 100]
+        for metric in ("purity", "nmi", "ari"):
+            col = f"{labeling}_{metric}"
+            row[f"mean_{metric}@k<=100"] = (
+                round(float(small[col].mean()), 4) if len(small) else None
+            )
+        elbows = pd.read_csv(elbow_tsvs[(kind, model)], sep="\t")
+        for e in elbows.to_dict("records"):
+            tag = f"elbow(max_k={int(e['max_k'])})"
+            row[tag] = int(e["elbow_k"])
+            for metric in ("purity", "nmi"):
+                col = f"{labeling}_{metric}"
+                if col in e:
+                    row[f"{metric}@{tag}"] = round(float(e[col]), 4)
+        rows.append(row)
+    summary = pd.DataFrame(rows).drop(columns="n_points")
+    write_tsv(out_tsv, summary)
+    return summary

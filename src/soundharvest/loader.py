@@ -1,0 +1,272 @@
+"""Batches of frames from the shuffled shards, read in large contiguous blocks.
+
+The shuffle stage has already permuted the rows of every shard, so the reader never shuffles rows:
+per pass it permutes the order of fixed-size *blocks* (default 65,536 rows) across all shards,
+reads each block with one contiguous memmap slice, converts float16 to float32 in bulk and cuts it
+into batches (views, no per-row Python work). The rows of all passes form one deterministic stream
+(pass 0, then pass 1, ...), so a training run can restart at any frame count and see exactly the
+batches an uninterrupted run would have seen.
+
+Optional: a background thread reads ahead (``prefetch`` blocks); on CUDA it reads into pinned
+memory and copies on a side stream, so loading overlaps compute.
+
+Shard contract: ``shard-XX.npy`` of shape ``(n_rows, n_bins)``, float16 or float32 in [0, 1], with
+``shard-XX.labels.npy`` (int16 label id per row) beside it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import Pathlike, SoundharvestError, load_npy
+
+#: Rows per block: 64k rows of 513 float16 bins is 67 MB, large enough that one read saturates a
+#: disk or the page cache and the per-block overhead vanishes, small enough to prefetch two.
+BLOCK_ROWS = 65536
+
+_SENTINEL = object()
+
+
+def labels_path(shard: Pathlike) -> Path:
+    """The label side array of a shard: ``shard-00.npy`` -> ``shard-00.labels.npy``."""
+    shard = Path(shard)
+    return shard.with_name(shard.name[: -len(".npy")] + ".labels.npy")
+
+
+class ShardReader:
+    """Deterministic batches over shards, block by block.
+
+    :param paths: shard ``.npy`` files (2-D, float16 or float32), all with the same width.
+    :param batch_size: rows per batch; every batch is full except the last one before ``stop``.
+    :param block_rows: rows per contiguous read; the unit whose order is shuffled per pass.
+        It is part of the order, so keep it fixed when resuming a run.
+    :param seed: seed of the block order (pass ``p`` uses ``(seed, p)``).
+    :param with_labels: also yield the int64 labels from ``shard-XX.labels.npy``.
+    :param device: where batches are delivered (``"cpu"`` or a CUDA device).
+    :param prefetch: blocks read ahead by a background thread; 0 reads in the caller's thread.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int,
+        *,
+        block_rows: int = BLOCK_ROWS,
+        seed: int = 0,
+        with_labels: bool = False,
+        device: str | torch.device = "cpu",
+        prefetch: int = 2,
+    ) -> None:
+        if not paths:
+            raise SoundharvestError("shards: no shard files given; run the shuffle stage first")
+        if batch_size <= 0:
+            raise SoundharvestError(f"batch_size = {batch_size}: give a positive integer")
+        if block_rows <= 0:
+            raise SoundharvestError(f"block_rows = {block_rows}: give a positive integer")
+        self.paths = [Path(p) for p in paths]
+        self.batch_size = int(batch_size)
+        self.block_rows = int(block_rows)
+        self.seed = int(seed)
+        self.with_labels = with_labels
+        self.device = torch.device(device)
+        self.prefetch = int(prefetch)
+        self.arrays: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+        n_bins = None
+        for p in self.paths:
+            a = load_npy(p)
+            if a.ndim != 2:
+                raise SoundharvestError(
+                    f"{p}: shape {a.shape}, expected (n_rows, n_bins); re-run the shuffle stage"
+                )
+            if a.dtype not in (np.float16, np.float32):
+                raise SoundharvestError(
+                    f"{p}: dtype {a.dtype}, expected float16 or float32; re-run the shuffle stage"
+                )
+            if n_bins is None:
+                n_bins = a.shape[1]
+            elif a.shape[1] != n_bins:
+                raise SoundharvestError(
+                    f"{p}: {a.shape[1]} bins, but {self.paths[0]} has {n_bins}; "
+                    "all shards must come from one feature kind"
+                )
+            self.arrays.append(a)
+            if with_labels:
+                lp = labels_path(p)
+                lab = load_npy(lp)
+                if lab.shape != (a.shape[0],):
+                    raise SoundharvestError(
+                        f"{lp}: shape {lab.shape}, expected ({a.shape[0]},) to match {p.name}; "
+                        "re-run the shuffle stage"
+                    )
+                self.labels.append(lab)
+        self.n_bins = int(n_bins)
+        self.shard_rows = [int(a.shape[0]) for a in self.arrays]
+        self.n_rows = int(sum(self.shard_rows))
+        if self.n_rows == 0:
+            raise SoundharvestError(f"{self.paths[0].parent}: the shards hold no frames")
+        # (shard index, start row, stop row) of every block, shard by shard.
+        self.blocks: list[tuple[int, int, int]] = [
+            (i, s, min(s + self.block_rows, n))
+            for i, n in enumerate(self.shard_rows)
+            for s in range(0, n, self.block_rows)
+        ]
+
+    def __len__(self) -> int:
+        """Rows in one pass."""
+        return self.n_rows
+
+    def block_order(self, pass_index: int) -> list[int]:
+        """Indices into :attr:`blocks` in the order pass ``pass_index`` reads them."""
+        rng = np.random.default_rng([self.seed, int(pass_index)])
+        return [int(i) for i in rng.permutation(len(self.blocks))]
+
+    def _segments(self, start: int, stop: int | None) -> Iterator[tuple[int, int, int]]:
+        """Contiguous (shard, a, b) slices covering stream rows ``[start, stop)``."""
+        pos = start
+        p = start // self.n_rows
+        while stop is None or pos < stop:
+            offset = p * self.n_rows
+            for bi in self.block_order(p):
+                shard, a, b = self.blocks[bi]
+                n = b - a
+                if offset + n <= pos:  # entirely before the start
+                    offset += n
+                    continue
+                lo = a + (pos - offset)
+                hi = b if stop is None else min(b, a + (stop - offset))
+                if hi > lo:
+                    yield shard, lo, hi
+                    pos += hi - lo
+                offset += n
+                if stop is not None and pos >= stop:
+                    return
+            p += 1
+
+    def _read(self, shard: int, a: int, b: int) -> tuple[torch.Tensor, ...]:
+        """Read one segment onto :attr:`device` as float32 (plus labels)."""
+        src = self.arrays[shard][a:b]
+        if self.device.type == "cuda":
+            # One copy page cache -> pinned host memory, then an asynchronous host-to-device copy;
+            # the float16 -> float32 conversion runs on the GPU (half the bytes over PCIe).
+            host = torch.empty(src.shape, dtype=torch.from_numpy(src[:0]).dtype, pin_memory=True)
+            host.numpy()[...] = src
+            x = host.to(self.device, non_blocking=True).float()
+        else:
+            # np.array(..., copy=True) also forces float32 shards off the memmap, so page faults
+            # happen here (in the prefetch thread) and not inside the training step.
+            x = torch.from_numpy(np.array(src, dtype=np.float32, copy=True))
+        if not self.with_labels:
+            return (x,)
+        y = torch.from_numpy(np.array(self.labels[shard][a:b], dtype=np.int64))
+        if self.device.type == "cuda":
+            y = y.pin_memory().to(self.device, non_blocking=True)
+        return (x, y)
+
+    def _blocks(self, start: int, stop: int | None) -> Iterator[tuple[torch.Tensor, ...]]:
+        segs = self._segments(start, stop)
+        if self.prefetch <= 0:
+            for seg in segs:
+                yield self._read(*seg)
+            return
+        yield from self._prefetched(segs)
+
+    def _prefetched(
+        self, segs: Iterator[tuple[int, int, int]]
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop_event = threading.Event()
+        cuda = self.device.type == "cuda"
+        stream = torch.cuda.Stream(self.device) if cuda else None
+
+        def put(item) -> bool:
+            while not stop_event.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            try:
+                for seg in segs:
+                    if stop_event.is_set():
+                        return
+                    if cuda:
+                        with torch.cuda.stream(stream):
+                            item = self._read(*seg)
+                            event = torch.cuda.Event()
+                            event.record(stream)
+                    else:
+                        item, event = self._read(*seg), None
+                    if not put((item, event)):
+                        return
+                put(_SENTINEL)
+            except BaseException as e:  # handed to the consumer, re-raised there
+                put(e)
+
+        thread = threading.Thread(target=work, name="ShardReader-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                got = q.get()
+                if got is _SENTINEL:
+                    return
+                if isinstance(got, BaseException):
+                    raise got
+                item, event = got
+                if event is not None:
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_event(event)
+                    for t in item:  # memory allocated on the side stream, used on this one
+                        t.record_stream(current)
+                yield item
+        finally:
+            stop_event.set()
+            thread.join(timeout=10)
+
+    def batches(self, start: int = 0, stop: int | None = None) -> Iterator:
+        """Batches of stream rows ``[start, stop)``; ``stop=None`` streams forever.
+
+        Row ``r`` of the stream is row ``r % n_rows`` of pass ``r // n_rows``. Batches are
+        ``batch_size`` rows (a batch may span two blocks or two passes) except the last before
+        ``stop``. Yields a float32 tensor ``(b, n_bins)``, or ``(x, labels)`` with labels.
+        """
+        if start < 0 or (stop is not None and stop < start):
+            raise ValueError(f"bad stream range [{start}, {stop})")
+        bs = self.batch_size
+        pending: list[tuple[torch.Tensor, ...]] = []
+        n_pending = 0
+        for block in self._blocks(start, stop):
+            n = block[0].shape[0]
+            i = 0
+            if n_pending:
+                take = min(bs - n_pending, n)
+                pending.append(tuple(t[:take] for t in block))
+                n_pending += take
+                i = take
+                if n_pending == bs:
+                    yield self._out(tuple(torch.cat(ts) for ts in zip(*pending, strict=True)))
+                    pending, n_pending = [], 0
+            while n - i >= bs:
+                yield self._out(tuple(t[i : i + bs] for t in block))
+                i += bs
+            if i < n:
+                pending.append(tuple(t[i:] for t in block))
+                n_pending += n - i
+        if n_pending:
+            yield self._out(tuple(torch.cat(ts) for ts in zip(*pending, strict=True)))
+
+    def _out(self, item: tuple[torch.Tensor, ...]):
+        return item if self.with_labels else item[0]
+
+    def epoch(self, pass_index: int = 0) -> Iterator:
+        """All batches of one pass: every frame of every shard exactly once."""
+        return self.batches(pass_index * self.n_rows, (pass_index + 1) * self.n_rows)

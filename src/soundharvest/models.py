@@ -1,0 +1,289 @@
+"""Architectures from config: the autoencoder, the ACAI critic, and a registry of model types.
+
+An architecture is a plain dict (it comes from ``config/config.yaml``)::
+
+    {"hidden": [500, 500, 2000], "latent": 10, "activation": "leaky_relu",
+     "latent_activation": "linear", "output_activation": "sigmoid"}
+
+The encoder is ``FC(in, h1) - ... - FC(h_last, latent)``, the decoder its mirror
+``FC(latent, h_last) - ... - FC(h1, in)``; hidden layers use ``activation``, the latent layer
+``latent_activation`` and the decoder's last layer ``output_activation``. The input dimension is
+always given (513 STFT bins, 512 mel bins, or anything a later feature kind produces).
+
+Model types register with :func:`register_model`; :func:`build_model` seeds the initialisation so
+that a model's initial weights depend only on ``(model_type, in_dim, arch, seed)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .io import SoundharvestError
+
+#: The thesis' final architecture (from Berthelot et al.'s clustering experiments): linear latent.
+THESIS_ARCH: dict[str, Any] = {
+    "hidden": [500, 500, 2000],
+    "latent": 10,
+    "activation": "leaky_relu",
+    "latent_activation": "linear",
+    "output_activation": "sigmoid",
+}
+
+#: The thesis' first architecture (section 4.3): 256-128-64-32 with a 16-d sigmoid latent; the
+#: thesis lists ReLU hidden layers for it.
+FIRST_ARCH: dict[str, Any] = {
+    "hidden": [256, 128, 64, 32],
+    "latent": 16,
+    "activation": "relu",
+    "latent_activation": "sigmoid",
+    "output_activation": "sigmoid",
+}
+
+ARCH_PRESETS: dict[str, dict[str, Any]] = {"thesis": THESIS_ARCH, "first": FIRST_ARCH}
+
+# The ACAI reference implementation uses tf.nn.leaky_relu, whose default negative slope is 0.2
+# (PyTorch's default is 0.01); an architecture may override it with "leaky_slope".
+DEFAULT_LEAKY_SLOPE = 0.2
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "gelu", "silu")
+
+_ARCH_DEFAULTS: dict[str, Any] = {
+    "activation": "leaky_relu",
+    "latent_activation": "linear",
+    "output_activation": "sigmoid",
+    "leaky_slope": DEFAULT_LEAKY_SLOPE,
+}
+
+
+def resolve_arch(arch: Mapping[str, Any] | str) -> dict[str, Any]:
+    """Return a complete, validated architecture dict from a preset name or a (partial) dict.
+
+    :param arch: a preset name (``"thesis"``, ``"first"``) or a dict with at least ``hidden`` and
+        ``latent``; missing activations take the defaults (LeakyReLU hidden, linear latent,
+        sigmoid output).
+    :return: a new dict with every key filled in.
+    :raises SoundharvestError: naming the field and what is allowed.
+    """
+    if isinstance(arch, str):
+        if arch not in ARCH_PRESETS:
+            raise SoundharvestError(
+                f"architecture {arch!r}: unknown preset; use one of {sorted(ARCH_PRESETS)} "
+                "or a dict with hidden/latent"
+            )
+        arch = ARCH_PRESETS[arch]
+    if not isinstance(arch, Mapping):
+        raise SoundharvestError(f"architecture: expected a dict or a preset name, got {arch!r}")
+    out = {**_ARCH_DEFAULTS, **copy.deepcopy(dict(arch))}
+    unknown = set(out) - set(_ARCH_DEFAULTS) - {"hidden", "latent"}
+    if unknown:
+        raise SoundharvestError(
+            f"architecture: unknown key(s) {sorted(unknown)}; allowed: hidden, latent, "
+            f"{', '.join(_ARCH_DEFAULTS)}"
+        )
+    hidden = out.get("hidden")
+    if (
+        not isinstance(hidden, list | tuple)
+        or not hidden
+        or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)
+    ):
+        raise SoundharvestError(
+            f"architecture.hidden = {hidden!r}: give a non-empty list of positive layer widths"
+        )
+    out["hidden"] = [int(h) for h in hidden]
+    latent = out.get("latent")
+    if not isinstance(latent, int) or isinstance(latent, bool) or latent <= 0:
+        raise SoundharvestError(f"architecture.latent = {latent!r}: give a positive integer")
+    for key in ("activation", "latent_activation", "output_activation"):
+        if out[key] in (None, "none", "identity"):
+            out[key] = "linear"
+        if out[key] not in ACTIVATIONS:
+            raise SoundharvestError(
+                f"architecture.{key} = {out[key]!r}: use one of {', '.join(ACTIVATIONS)}"
+            )
+    slope = out["leaky_slope"]
+    if not isinstance(slope, int | float) or isinstance(slope, bool) or not 0 <= slope < 1:
+        raise SoundharvestError(f"architecture.leaky_slope = {slope!r}: give a number in [0, 1)")
+    out["leaky_slope"] = float(slope)
+    return out
+
+
+def _activation(name: str, leaky_slope: float) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    if name == "linear":
+        return None
+    if name == "leaky_relu":
+        return lambda t: F.leaky_relu(t, leaky_slope)
+    return {
+        "relu": F.relu,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "elu": F.elu,
+        "gelu": F.gelu,
+        "silu": F.silu,
+    }[name]
+
+
+class MLP(nn.Module):
+    """A stack of fully connected layers: ``hidden_act`` between layers, ``last_act`` at the end.
+
+    ``forward(x, detach_params=True)`` runs the same network on parameters cut from autograd, so a
+    loss can flow back to ``x`` without touching these weights (the ACAI autoencoder's critic term).
+    """
+
+    def __init__(
+        self, dims: list[int], hidden_act: str, last_act: str, leaky_slope: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.dims = list(dims)
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self._hidden = _activation(hidden_act, leaky_slope)
+        self._last = _activation(last_act, leaky_slope)
+
+    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        n = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            if detach_params:
+                x = F.linear(x, layer.weight.detach(), layer.bias.detach())
+            else:
+                x = layer(x)
+            act = self._last if i == n - 1 else self._hidden
+            if act is not None:
+                x = act(x)
+        return x
+
+
+def encoder_dims(in_dim: int, arch: Mapping[str, Any]) -> list[int]:
+    """Layer widths of the encoder: ``[in_dim, *hidden, latent]``."""
+    return [int(in_dim), *arch["hidden"], int(arch["latent"])]
+
+
+class Autoencoder(nn.Module):
+    """Encoder ``f`` and mirrored decoder ``g`` built from an architecture dict."""
+
+    def __init__(self, in_dim: int, arch: Mapping[str, Any]) -> None:
+        super().__init__()
+        arch = resolve_arch(arch)
+        dims = encoder_dims(in_dim, arch)
+        self.in_dim = int(in_dim)
+        self.latent_dim = int(arch["latent"])
+        self.encoder = MLP(dims, arch["activation"], arch["latent_activation"], arch["leaky_slope"])
+        self.decoder = MLP(
+            dims[::-1], arch["activation"], arch["output_activation"], arch["leaky_slope"]
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent codes ``f(x)``."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstructions ``g(z)``."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(z, x_hat)``."""
+        z = self.encoder(x)
+        return z, self.decoder(z)
+
+
+class Critic(nn.Module):
+    """ACAI critic: the encoder's architecture; the mean of its output is the predicted alpha."""
+
+    def __init__(self, in_dim: int, arch: Mapping[str, Any]) -> None:
+        super().__init__()
+        arch = resolve_arch(arch)
+        self.net = MLP(
+            encoder_dims(in_dim, arch),
+            arch["activation"],
+            arch["latent_activation"],
+            arch["leaky_slope"],
+        )
+
+    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """Predicted interpolation coefficient, shape ``(batch,)``."""
+        return self.net(x, detach_params=detach_params).mean(dim=-1)
+
+
+class ACAI(nn.Module):
+    """Adversarially Constrained Autoencoder Interpolation: an autoencoder plus its critic."""
+
+    def __init__(self, in_dim: int, arch: Mapping[str, Any]) -> None:
+        super().__init__()
+        # The autoencoder is built first so that, for one seed, ACAI, AE and the random model
+        # start from the same autoencoder weights (a fair comparison).
+        self.autoencoder = Autoencoder(in_dim, arch)
+        self.critic = Critic(in_dim, arch)
+        self.in_dim = self.autoencoder.in_dim
+        self.latent_dim = self.autoencoder.latent_dim
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent codes of the autoencoder."""
+        return self.autoencoder.encode(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(z, x_hat)`` of the autoencoder."""
+        return self.autoencoder(x)
+
+
+#: model type -> builder(in_dim, arch) -> module with ``encode(x)`` and ``forward(x) -> (z, x_hat)``
+MODEL_TYPES: dict[str, Callable[[int, dict[str, Any]], nn.Module]] = {}
+
+
+def register_model(
+    name: str,
+) -> Callable[
+    [Callable[[int, dict[str, Any]], nn.Module]], Callable[[int, dict[str, Any]], nn.Module]
+]:
+    """Decorator: register ``builder(in_dim, arch) -> nn.Module`` under the model type ``name``."""
+
+    def deco(builder: Callable[[int, dict[str, Any]], nn.Module]):
+        MODEL_TYPES[name] = builder
+        return builder
+
+    return deco
+
+
+@register_model("ae")
+def _build_ae(in_dim: int, arch: dict[str, Any]) -> nn.Module:
+    return Autoencoder(in_dim, arch)
+
+
+@register_model("random")
+def _build_random(in_dim: int, arch: dict[str, Any]) -> nn.Module:
+    return Autoencoder(in_dim, arch)
+
+
+@register_model("acai")
+def _build_acai(in_dim: int, arch: dict[str, Any]) -> nn.Module:
+    return ACAI(in_dim, arch)
+
+
+def build_model(
+    model_type: str, in_dim: int, arch: Mapping[str, Any] | str, seed: int = 0
+) -> nn.Module:
+    """Build a model with seeded initial weights (independent of the global RNG state).
+
+    :param model_type: a registered type (``acai``, ``ae``, ``random``, ...).
+    :param in_dim: input dimension (bins per frame).
+    :param arch: architecture dict or preset name (see :func:`resolve_arch`).
+    :param seed: initialisation seed; the same arguments always give the same weights.
+    :return: the model on the CPU, in float32.
+    """
+    if model_type not in MODEL_TYPES:
+        raise SoundharvestError(
+            f"model type {model_type!r}: unknown; use one of {', '.join(sorted(MODEL_TYPES))}"
+        )
+    if not isinstance(in_dim, int) or isinstance(in_dim, bool) or in_dim <= 0:
+        raise SoundharvestError(f"in_dim = {in_dim!r}: give a positive integer (bins per frame)")
+    arch = resolve_arch(arch)
+    # fork_rng restores the caller's global CPU RNG afterwards: building a model neither depends
+    # on nor disturbs anything else's randomness.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return MODEL_TYPES[model_type](in_dim, arch)

@@ -1,0 +1,742 @@
+"""The training loop: objectives per model type, a frame budget, checkpoints, curves, weights.
+
+Training is budgeted in *frames seen*, not epochs: the loader streams pass after pass of the
+shards (see :class:`soundharvest.loader.ShardReader`) and training stops at exactly ``frames``
+frames. A checkpoint (model, optimizer, alpha RNG, curves, frames seen) is written atomically every
+``checkpoint_every`` frames; a re-run with the same settings resumes from it and ends where an
+uninterrupted run would have ended.
+
+Objectives register in :data:`OBJECTIVES` (model type -> class); a new model type adds a builder
+with :func:`soundharvest.models.register_model` and an objective here (``None`` for models that
+are never trained).
+
+ACAI (Berthelot et al. 2018, github.com/brain-research/acai), per pair of frames ``(x1, x2)`` with
+``alpha ~ U[0, 0.5]``::
+
+    x_alpha = g(alpha f(x1) + (1 - alpha) f(x2))
+    critic:      ||d(x_alpha) - alpha||^2 + ||d(gamma x + (1 - gamma) g(f(x)))||^2
+    autoencoder: ||x - g(f(x))||^2 + lambda ||d(x_alpha)||^2
+
+Both networks are updated from the same forward pass, as in the reference implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .io import Pathlike, SoundharvestError, atomic_path, write_tsv
+from .loader import BLOCK_ROWS, ShardReader
+from .models import build_model, resolve_arch
+
+log = logging.getLogger("soundharvest")
+
+FORMAT_VERSION = 1
+#: Columns of the curves TSV (frames seen, then means over the logging window).
+CURVE_COLUMNS = [
+    "frames",
+    "ae_loss",
+    "recon_loss",
+    "critic_loss",
+    "alpha_hat_mean",
+    "alpha_hat_std",
+    "alpha_corr",
+    "frames_per_s",
+]
+#: Per-step metrics every objective returns, in this order (NaN where not applicable).
+METRICS = CURVE_COLUMNS[1:-1]
+COMPILE_MODES = ("auto", "eager", "compile", "reduce-overhead", "cudagraph")
+
+
+# --------------------------------------------------------------------------------------------
+# Objectives
+# --------------------------------------------------------------------------------------------
+
+
+class Objective:
+    """One model type's loss and optimiser. Subclasses implement :meth:`losses`.
+
+    :param model: the module from :func:`soundharvest.models.build_model` (on its device).
+    :param lr: Adam learning rate.
+    :param seed: seed of the objective's own random numbers (e.g. ACAI's alpha).
+    :param amp_dtype: autocast dtype (``torch.bfloat16`` on GPU) or ``None`` for float32.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lr: float = 1e-4,
+        seed: int = 0,
+        amp_dtype: torch.dtype | None = None,
+        **hparams: Any,
+    ) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.amp_dtype = amp_dtype
+        self.hparams = hparams
+        cuda = self.device.type == "cuda"
+        # One Adam over all parameter groups (Adam is per-parameter, so this equals one optimiser
+        # per network); fused kernels on CUDA, and capturable so a CUDA graph can hold the step.
+        self.optimizer = torch.optim.Adam(
+            self.param_groups(lr),
+            lr=lr,
+            fused=True if cuda else None,
+            capturable=cuda,
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed) + 1_000_003)  # apart from the init seed
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Parameter groups of the optimiser (override for several networks)."""
+        return [{"params": list(self.model.parameters()), "lr": lr}]
+
+    def draw(self, batch: int) -> torch.Tensor:
+        """This step's random numbers (a ``(batch, 1)`` tensor; unused by plain objectives)."""
+        return torch.zeros(batch, 1, device=self.device)
+
+    def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(total loss to minimise, metrics vector in METRICS order)``."""
+        raise NotImplementedError
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        # cache_enabled=False: the autocast weight cache must not outlive a CUDA-graph capture.
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=False)
+
+    def step_on(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """One optimisation step on batch ``x``; returns the (detached) metrics vector."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss, metrics = self.losses(x, noise)
+        loss.backward()
+        self.optimizer.step()
+        return metrics.detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.generator.set_state(state["generator"])
+        except (RuntimeError, TypeError):
+            log.warning("checkpoint's RNG state is from another device type; alpha reseeded")
+
+
+def _nan(device: torch.device) -> torch.Tensor:
+    return torch.tensor(float("nan"), device=device)
+
+
+class AeObjective(Objective):
+    """Plain autoencoder: mean squared reconstruction error."""
+
+    def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, x_hat = self.model(x)
+        recon = torch.mean(torch.square(x_hat.float() - x))
+        nan = _nan(x.device)
+        return recon, torch.stack([recon, recon, nan, nan, nan, nan])
+
+
+class AcaiObjective(Objective):
+    """ACAI: autoencoder plus critic, both updated from one forward pass.
+
+    Hyper-parameters: ``advweight`` (lambda, default 0.5) and ``reg`` (gamma, default 0.2), the
+    reference implementation's defaults.
+    """
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        return [
+            {"params": list(self.model.autoencoder.parameters()), "lr": lr},
+            {"params": list(self.model.critic.parameters()), "lr": lr},
+        ]
+
+    def draw(self, batch: int) -> torch.Tensor:
+        # alpha ~ U[0, 0.5] per pair; the reference folds U[0, 1] as 0.5 - |u - 0.5|, which has
+        # the same distribution as 0.5 u.
+        return torch.rand(batch, 1, device=self.device, generator=self.generator) * 0.5
+
+    def losses(self, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        advweight = float(self.hparams.get("advweight", 0.5))
+        reg = float(self.hparams.get("reg", 0.2))
+        ae, critic = self.model.autoencoder, self.model.critic
+        b = x.shape[0]
+        z = ae.encoder(x)
+        # Pair frame i with frame b-1-i (the reference's encode[::-1]).
+        z_mix = alpha * z + (1 - alpha) * z.flip(0)
+        decoded = ae.decoder(torch.cat([z, z_mix]))  # one decoder call for both halves
+        x_hat, x_mix = decoded[:b], decoded[b:]
+        recon = torch.mean(torch.square(x_hat.float() - x))
+        # Autoencoder's adversarial term: gradients reach the autoencoder through x_mix, but not
+        # the critic's weights (they are detached in this call).
+        d_mix_ae = critic(x_mix, detach_params=True).float()
+        adv = torch.mean(torch.square(d_mix_ae))
+        # Critic: its inputs are cut from the autoencoder; real = gamma x + (1 - gamma) x_hat.
+        real = reg * x + (1 - reg) * x_hat.float()
+        d = critic(torch.cat([x_mix.detach(), real.detach().to(x_mix.dtype)])).float()
+        d_mix, d_real = d[:b], d[b:]
+        a = alpha.reshape(-1)
+        critic_loss = torch.mean(torch.square(d_mix - a)) + torch.mean(torch.square(d_real))
+        ae_loss = recon + advweight * adv
+        with torch.no_grad():
+            da, dh = a - a.mean(), d_mix - d_mix.mean()
+            corr = (da * dh).mean() / (
+                da.square().mean().sqrt() * dh.square().mean().sqrt() + 1e-12
+            )
+            metrics = torch.stack(
+                [
+                    ae_loss.detach(),
+                    recon.detach(),
+                    critic_loss.detach(),
+                    d_mix.mean(),
+                    d_mix.std(),
+                    corr,
+                ]
+            )
+        # Sum of the two losses: their gradients touch disjoint parameter sets (see above).
+        return ae_loss + critic_loss, metrics
+
+
+#: model type -> objective class (None: the model is never trained).
+OBJECTIVES: dict[str, type[Objective] | None] = {
+    "acai": AcaiObjective,
+    "ae": AeObjective,
+    "random": None,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Stepping (eager, torch.compile, CUDA graph)
+# --------------------------------------------------------------------------------------------
+
+
+class Stepper:
+    """Runs an objective's steps eagerly, through ``torch.compile`` or as one CUDA graph.
+
+    ``cudagraph`` captures the whole step (forward, backward, Adam) for full batches and replays
+    it; partial batches run eagerly on the same parameters. The small MLP is bound by kernel
+    launches on a GPU, which is what graphs remove.
+    """
+
+    def __init__(self, objective: Objective, mode: str = "eager") -> None:
+        if mode not in COMPILE_MODES:
+            raise SoundharvestError(f"compile = {mode!r}: use one of {', '.join(COMPILE_MODES)}")
+        cuda = objective.device.type == "cuda"
+        if mode == "auto":
+            mode = "cudagraph" if cuda else "eager"
+        if mode in ("cudagraph", "reduce-overhead") and not cuda:
+            log.info("compile = %s needs CUDA; running eagerly on %s", mode, objective.device)
+            mode = "eager"
+        self.objective = objective
+        self.mode = mode
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_batch = 0
+        self._graph_failed = False
+        if mode in ("compile", "reduce-overhead"):
+            objective.losses = torch.compile(  # type: ignore[method-assign]
+                objective.losses, mode="default" if mode == "compile" else mode
+            )
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """One step on ``x``; returns the metrics vector (on the device, no sync)."""
+        obj = self.objective
+        noise = obj.draw(x.shape[0])
+        if self.mode == "cudagraph" and not self._graph_failed:
+            if self._graph is None and x.shape[0] >= 2:
+                self._capture(x, noise)
+            if self._graph is not None and x.shape[0] == self._graph_batch:
+                self._x.copy_(x)
+                self._noise.copy_(noise)
+                self._graph.replay()
+                return self._metrics.clone()
+        return obj.step_on(x, noise)
+
+    def _capture(self, x: torch.Tensor, noise: torch.Tensor) -> None:
+        obj = self.objective
+        params = [p for g in obj.optimizer.param_groups for p in g["params"]]
+        try:
+            self._x = x.clone()
+            self._noise = noise.clone()
+            # Warm-up steps create the optimiser state and let cuBLAS pick its kernels; they must
+            # not change the training, so parameters and optimiser state are put back afterwards.
+            saved_p = [p.detach().clone() for p in params]
+            saved_state = {
+                p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
+                for p, st in obj.optimizer.state.items()
+            }
+            side = torch.cuda.Stream(obj.device)
+            side.wait_stream(torch.cuda.current_stream(obj.device))
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    obj.step_on(self._x, self._noise)
+            torch.cuda.current_stream(obj.device).wait_stream(side)
+            with torch.no_grad():
+                for p, s in zip(params, saved_p, strict=True):
+                    p.copy_(s)
+                for p, st in obj.optimizer.state.items():
+                    for k, v in st.items():
+                        if not torch.is_tensor(v):
+                            continue
+                        if p in saved_state and k in saved_state[p]:
+                            v.copy_(saved_state[p][k])  # resumed: the checkpoint's Adam state
+                        else:
+                            v.zero_()  # fresh Adam: step 0, zero moments
+            obj.optimizer.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._metrics = obj.step_on(self._x, self._noise)
+            self._graph = graph
+            self._graph_batch = x.shape[0]
+        except Exception as e:  # pragma: no cover - GPU only
+            log.warning("CUDA graph capture failed (%s); training eagerly", e)
+            self._graph_failed = True
+            self._graph = None
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA if present, else CPU; otherwise the named device (checked)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise SoundharvestError(f"device = {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SoundharvestError(f"device = {device!r}: no CUDA GPU here; use auto or cpu")
+    return dev
+
+
+def _set_threads(threads: int | None) -> int:
+    if threads is None or threads <= 0:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            threads = os.cpu_count() or 1
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+def _fmt_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def plot_curves(curves: pd.DataFrame, path: Pathlike, title: str = "") -> None:
+    """Write the training curves figure (losses, critic alpha-hat mean and std) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
+    f = curves["frames"].to_numpy()
+    ax = axes[0]
+    for col, style in (("recon_loss", "o-"), ("ae_loss", "-"), ("critic_loss", "-")):
+        y = curves[col].to_numpy(dtype=float)
+        if np.isfinite(y).any():
+            ax.plot(f, y, style if len(f) == 1 else style.strip("o"), label=col, ms=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("frames seen")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.set_title("losses")
+    ax = axes[1]
+    m = curves["alpha_hat_mean"].to_numpy(dtype=float)
+    s = curves["alpha_hat_std"].to_numpy(dtype=float)
+    if np.isfinite(m).any():
+        ax.plot(f, m, label="critic alpha-hat mean")
+        ax.plot(f, s, label="alpha-hat std (per batch)")
+        ax.plot(f, curves["alpha_corr"].to_numpy(dtype=float), label="corr(alpha-hat, alpha)")
+        ax.axhline(0.25, color="grey", lw=0.5, ls="--")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no critic", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("frames seen")
+    ax.set_title("critic (ACAI)")
+    ax = axes[2]
+    ax.plot(f, curves["frames_per_s"].to_numpy(dtype=float), ".-")
+    ax.set_xlabel("frames seen")
+    ax.set_ylabel("frames/s")
+    ax.set_title("throughput")
+    fig.suptitle(title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def _save_weights(model: nn.Module, path: Pathlike, meta: Mapping[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+    }
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"soundharvest": json.dumps(meta, sort_keys=True)})
+
+
+def load_model(
+    weights_path: Pathlike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Rebuild a model from a weights file written by :func:`train`.
+
+    :param weights_path: the ``.safetensors`` file.
+    :param device: where to put the model.
+    :return: ``(model in eval mode, metadata dict)``; the metadata holds model_type, arch,
+        in_dim, frames_seen, seed and the caller's ``extra`` metadata (feature kind, params).
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = Path(weights_path)
+    if not path.is_file():
+        raise SoundharvestError(f"{path}: weights file not found; run the train stage")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("soundharvest")
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise SoundharvestError(f"{path}: not a readable safetensors file ({e}); retrain") from None
+    if raw is None:
+        raise SoundharvestError(f"{path}: no 'soundharvest' metadata; not written by train()")
+    meta = json.loads(raw)
+    model = build_model(meta["model_type"], int(meta["in_dim"]), meta["arch"], int(meta["seed"]))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise SoundharvestError(
+            f"{path}: weights do not fit the architecture in its metadata ({e})"
+        ) from None
+    return model.to(resolve_device(device)).eval(), meta
+
+
+@torch.inference_mode()
+def encode(model: nn.Module, frames: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Latent codes of ``frames`` (``(n, in_dim)``, e.g. a memmap), batched, without gradients.
+
+    :param model: a model with ``encode`` (from :func:`load_model` or :func:`build_model`).
+    :param frames: float16/float32 array of frames in [0, 1].
+    :param batch_size: rows per forward pass.
+    :return: float32 array ``(n, latent)``.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    frames = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
+    if frames.ndim != 2 or frames.shape[1] != model.in_dim:
+        raise SoundharvestError(
+            f"frames: shape {frames.shape}, the model expects (n, {model.in_dim}); "
+            "use frames of the feature kind the model was trained on"
+        )
+    out = np.empty((frames.shape[0], model.latent_dim), dtype=np.float32)
+    for a in range(0, frames.shape[0], batch_size):
+        x = torch.from_numpy(np.array(frames[a : a + batch_size], dtype=np.float32)).to(device)
+        out[a : a + x.shape[0]] = model.encode(x).float().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def reconstruction_loss(model: nn.Module, x: torch.Tensor) -> float:
+    """Mean squared reconstruction error of ``model`` on the batch ``x``."""
+    _, x_hat = model(x)
+    return float(torch.mean(torch.square(x_hat.float() - x)))
+
+
+def _fingerprint(**kw: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(kw, sort_keys=True))
+
+
+# --------------------------------------------------------------------------------------------
+# train()
+# --------------------------------------------------------------------------------------------
+
+
+def train(
+    shard_paths: Sequence[Pathlike],
+    out_weights: Pathlike,
+    out_curves_tsv: Pathlike,
+    out_curves_png: Pathlike,
+    model_type: str = "acai",
+    arch: Mapping[str, Any] | str = "thesis",
+    frames: int = 150_000,
+    batch_size: int = 256,
+    lr: float = 1e-4,
+    advweight: float = 0.5,
+    reg: float = 0.2,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+    checkpoint_path: Pathlike | None = None,
+    checkpoint_every: int | None = None,
+    log_every: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    block_rows: int = BLOCK_ROWS,
+    prefetch: int = 2,
+    amp: str = "auto",
+    compile: str = "auto",
+    callback: Callable[[int, dict[str, float] | None], None] | None = None,
+) -> dict[str, Any]:
+    """Train one model on the shuffled shards for exactly ``frames`` frames.
+
+    :param shard_paths: the shuffle stage's ``shard-XX.npy`` files.
+    :param out_weights: final weights (``.safetensors``, metadata under key ``soundharvest``).
+    :param out_curves_tsv: curves: one row per logging window (columns :data:`CURVE_COLUMNS`).
+    :param out_curves_png: figure of the curves.
+    :param model_type: ``acai``, ``ae`` or ``random`` (initialised, never trained), or any type
+        registered in :data:`soundharvest.models.MODEL_TYPES` and :data:`OBJECTIVES`.
+    :param arch: architecture dict or preset name (:func:`soundharvest.models.resolve_arch`).
+    :param frames: training budget in frames seen (the last batch is cut to hit it exactly).
+    :param batch_size: frames per step (ACAI pairs frames within a batch).
+    :param lr: Adam learning rate of both networks (reference: 1e-4).
+    :param advweight: ACAI's lambda, weight of the critic term in the autoencoder loss (0.5).
+    :param reg: ACAI's gamma, critic regulariser mix (0.2).
+    :param seed: seeds the initial weights, the block order and alpha.
+    :param device: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:N``.
+    :param threads: CPU threads for torch (default: all cores this process may use).
+    :param checkpoint_path: checkpoint file; resumed from if it exists and matches the settings.
+    :param checkpoint_every: frames between checkpoints (default: a tenth of ``frames``).
+    :param log_every: frames between log lines / curve rows (default: a hundredth of ``frames``).
+    :param metadata: extra JSON-able metadata stored with the weights under ``extra`` (feature
+        kind and parameters, so a predictor can rebuild the features).
+    :param block_rows: loader block size; part of the data order (keep it fixed for a resume).
+    :param prefetch: blocks the loader reads ahead in a background thread (0: none).
+    :param amp: ``auto`` (bf16 autocast on CUDA, float32 on CPU), ``bf16`` or ``none``.
+    :param compile: ``auto`` (CUDA graph of the whole step on CUDA, eager on CPU), ``eager``,
+        ``compile`` (torch.compile), ``reduce-overhead``, ``cudagraph``.
+    :param callback: called after every step with ``(frames_seen, row)``; ``row`` is the curve
+        row (dict) at logging steps, else ``None``.
+    :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
+    """
+    if model_type not in OBJECTIVES:
+        raise SoundharvestError(
+            f"model type {model_type!r}: unknown; use one of {', '.join(sorted(OBJECTIVES))}"
+        )
+    if not isinstance(frames, int) or frames < 0:
+        raise SoundharvestError(f"frames = {frames!r}: give a non-negative integer frame budget")
+    t_start = time.perf_counter()
+    dev = resolve_device(device)
+    n_threads = _set_threads(threads)
+    arch = resolve_arch(arch)
+    reader = ShardReader(
+        shard_paths, batch_size, block_rows=block_rows, seed=seed, device=dev, prefetch=prefetch
+    )
+    in_dim = reader.n_bins
+    model = build_model(model_type, in_dim, arch, seed).to(dev)
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model_type": model_type,
+        "arch": arch,
+        "in_dim": in_dim,
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "advweight": float(advweight),
+        "reg": float(reg),
+        "extra": dict(metadata or {}),
+    }
+    title = f"{model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
+    log.info(
+        "train %s: %d frames of %d bins in %d shard(s), device %s, %d thread(s)",
+        model_type,
+        reader.n_rows,
+        in_dim,
+        len(reader.paths),
+        dev,
+        n_threads,
+    )
+
+    objective_cls = OBJECTIVES[model_type]
+    if objective_cls is None:
+        # Never trained: weights as initialised, and the reconstruction loss on a sample so the
+        # report can compare trained models against it.
+        n_sample = min(reader.n_rows, BLOCK_ROWS)
+        losses = []
+        model.eval()
+        for x in reader.batches(0, n_sample):
+            losses.append((reconstruction_loss(model, x), x.shape[0]))
+        recon = sum(v * n for v, n in losses) / max(1, sum(n for _, n in losses))
+        row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
+        row.update(frames=0, ae_loss=recon, recon_loss=recon)
+        curves = pd.DataFrame([row], columns=CURVE_COLUMNS)
+        _save_weights(model, out_weights, {**meta, "frames_seen": 0, "sample_frames": n_sample})
+        write_tsv(out_curves_tsv, curves)
+        plot_curves(curves, out_curves_png, title)
+        log.info("random model: reconstruction loss %.5f on %d frames", recon, n_sample)
+        return {"model_type": model_type, "frames_seen": 0, "recon_loss": recon, "device": str(dev)}
+
+    if amp == "auto":
+        amp_dtype = torch.bfloat16 if dev.type == "cuda" else None
+    elif amp == "bf16":
+        amp_dtype = torch.bfloat16
+    elif amp == "none":
+        amp_dtype = None
+    else:
+        raise SoundharvestError(f"amp = {amp!r}: use auto, bf16 or none")
+    model.train()
+    objective = objective_cls(
+        model, lr=lr, seed=seed, amp_dtype=amp_dtype, advweight=advweight, reg=reg
+    )
+    stepper = Stepper(objective, compile)
+    checkpoint_every = int(checkpoint_every or max(batch_size, frames // 10))
+    log_every = int(log_every or max(batch_size, frames // 100))
+
+    fingerprint = _fingerprint(
+        model_type=model_type,
+        arch=arch,
+        in_dim=in_dim,
+        batch_size=batch_size,
+        lr=lr,
+        advweight=advweight,
+        reg=reg,
+        seed=seed,
+        block_rows=block_rows,
+        shards=[[p.name, n] for p, n in zip(reader.paths, reader.shard_rows, strict=True)],
+    )
+    frames_seen = 0
+    rows: list[list[float]] = []
+    resumed_from = None
+    if checkpoint_path is not None and Path(checkpoint_path).is_file():
+        ck = _load_checkpoint(checkpoint_path)
+        if ck is None:
+            pass
+        elif ck["config"] != json.dumps(fingerprint, sort_keys=True):
+            old = json.loads(ck["config"])
+            diff = sorted(
+                k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k)
+            )
+            log.warning(
+                "checkpoint %s was made with other settings (%s differ); starting fresh",
+                checkpoint_path,
+                ", ".join(diff),
+            )
+        elif int(ck["frames_seen"]) > frames:
+            log.warning(
+                "checkpoint %s is at %d frames, past the budget of %d; starting fresh",
+                checkpoint_path,
+                int(ck["frames_seen"]),
+                frames,
+            )
+        else:
+            model.load_state_dict(ck["model"])
+            objective.load_state_dict(ck["objective"])
+            frames_seen = int(ck["frames_seen"])
+            rows = ck["curves"].tolist()
+            resumed_from = frames_seen
+            log.info("resuming from checkpoint %s at %d frames", checkpoint_path, frames_seen)
+
+    def save_checkpoint() -> None:
+        if checkpoint_path is None:
+            return
+        state = {
+            "config": json.dumps(fingerprint, sort_keys=True),
+            "frames_seen": frames_seen,
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "objective": objective.state_dict(),
+            "curves": torch.tensor(rows, dtype=torch.float64).reshape(-1, len(CURVE_COLUMNS)),
+        }
+        with atomic_path(checkpoint_path) as tmp:
+            torch.save(state, tmp)
+
+    acc = torch.zeros(len(METRICS), dtype=torch.float64, device=dev)
+    n_acc = 0
+    next_log = (frames_seen // log_every + 1) * log_every
+    next_ck = (frames_seen // checkpoint_every + 1) * checkpoint_every
+    start_seen = frames_seen
+    t_run = t_win = time.perf_counter()
+    win_start = frames_seen
+    for x in reader.batches(frames_seen, frames):
+        metrics = stepper.step(x)
+        acc += metrics
+        n_acc += 1
+        frames_seen += x.shape[0]
+        row_dict = None
+        if frames_seen >= next_log or frames_seen == frames:
+            vals = (acc / n_acc).tolist()  # the one host sync per logging window
+            now = time.perf_counter()
+            rate = (frames_seen - win_start) / max(now - t_win, 1e-9)
+            row_dict = dict(zip(CURVE_COLUMNS, [frames_seen, *vals, rate], strict=True))
+            rows.append(list(row_dict.values()))
+            overall = (frames_seen - start_seen) / max(now - t_run, 1e-9)
+            log.info(
+                "train %s: %d/%d frames (%.1f%%) | %.0f frames/s | ae %.5f recon %.5f critic %.5f"
+                " | alpha-hat %.3f±%.3f corr %.2f | ETA %s",
+                model_type,
+                frames_seen,
+                frames,
+                100.0 * frames_seen / max(frames, 1),
+                rate,
+                row_dict["ae_loss"],
+                row_dict["recon_loss"],
+                row_dict["critic_loss"],
+                row_dict["alpha_hat_mean"],
+                row_dict["alpha_hat_std"],
+                row_dict["alpha_corr"],
+                _fmt_eta((frames - frames_seen) / overall),
+            )
+            acc.zero_()
+            n_acc = 0
+            t_win, win_start = now, frames_seen
+            next_log = (frames_seen // log_every + 1) * log_every
+        if frames_seen >= next_ck and frames_seen < frames:
+            save_checkpoint()
+            next_ck = (frames_seen // checkpoint_every + 1) * checkpoint_every
+        if callback is not None:
+            callback(frames_seen, row_dict)
+    if frames_seen != frames:  # pragma: no cover - the loader streams forever
+        raise RuntimeError(f"loader stopped at {frames_seen} of {frames} frames")
+    save_checkpoint()  # the final state: a re-run after a crash in the writes below is instant
+
+    curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    if len(curves):
+        curves["frames"] = curves["frames"].astype(np.int64)
+    seconds = time.perf_counter() - t_start
+    _save_weights(model, out_weights, {**meta, "frames_seen": frames_seen})
+    write_tsv(out_curves_tsv, curves)
+    plot_curves(curves, out_curves_png, title)
+    trained = frames_seen - start_seen
+    summary = {
+        "model_type": model_type,
+        "frames_seen": frames_seen,
+        "resumed_from": resumed_from,
+        "seconds": seconds,
+        "frames_per_s": trained / max(time.perf_counter() - t_run, 1e-9)
+        if trained
+        else float("nan"),
+        "device": str(dev),
+        "threads": n_threads,
+        "compile": stepper.mode,
+        "last": dict(zip(CURVE_COLUMNS, rows[-1], strict=True)) if rows else None,
+    }
+    log.info("train %s: done, %d frames in %.1f s", model_type, frames_seen, seconds)
+    return summary
+
+
+def _load_checkpoint(path: Pathlike) -> dict[str, Any] | None:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say so, start fresh
+        log.warning("checkpoint %s is unreadable (%s); starting fresh", path, e)
+        return None
+    if not isinstance(ck, dict) or not {"config", "frames_seen", "model", "objective"} <= set(ck):
+        log.warning("checkpoint %s lacks fields; starting fresh", path)
+        return None
+    return ck

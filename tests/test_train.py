@@ -1,0 +1,232 @@
+"""Tests of soundharvest.train: learning on data of known structure, resume, outputs, weights."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from soundharvest.io import SoundharvestError
+from soundharvest.loader import labels_path
+from soundharvest.train import CURVE_COLUMNS, encode, load_model, train
+
+SMALL = {"hidden": [64, 64], "latent": 8}
+
+
+def make_templates(
+    directory: Path, n: int = 8192, d: int = 64, k: int = 16, seed: int = 0, shards: int = 2
+) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Frames from ``k`` spectral templates (three Gaussian peaks each) times a gain, plus noise.
+
+    :return: shard paths, all frames (float16, in shard order), and their template ids.
+    """
+    rng = np.random.default_rng(seed)
+    bins = np.arange(d)
+    centres = rng.uniform(5, d - 5, (k, 3))
+    peaks = np.exp(-0.5 * ((bins[None, None, :] - centres[:, :, None]) / 2.0) ** 2).sum(axis=1)
+    templates = 0.1 + 0.8 * peaks / peaks.max(axis=1, keepdims=True)
+    labels = rng.integers(0, k, n)
+    x = templates[labels] * rng.uniform(0.6, 1.0, (n, 1)) + rng.normal(0, 0.02, (n, d))
+    x = np.clip(x, 0, 1).astype(np.float16)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, idx in enumerate(np.array_split(np.arange(n), shards)):
+        p = directory / f"shard-{i:02d}.npy"
+        np.save(p, x[idx])
+        np.save(labels_path(p), labels[idx].astype(np.int16))
+        paths.append(p)
+    return paths, x, labels
+
+
+def _outputs(d: Path, name: str) -> dict[str, Path]:
+    return {
+        "out_weights": d / f"{name}.safetensors",
+        "out_curves_tsv": d / f"{name}.curves.tsv",
+        "out_curves_png": d / f"{name}.curves.png",
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An ACAI and the random model on 16 templates (reference lambda, gamma)."""
+    d = tmp_path_factory.mktemp("templates")
+    paths, x, labels = make_templates(d / "shards")
+    common = dict(arch=SMALL, batch_size=64, lr=2e-3, seed=0, threads=1, device="cpu")
+    acai = train(paths, **_outputs(d, "acai"), model_type="acai", frames=200_000, **common)
+    rnd = train(paths, **_outputs(d, "random"), model_type="random", **common)
+    return d, paths, x, labels, acai, rnd
+
+
+def test_acai_learns_templates_and_alpha(trained) -> None:
+    d, _, x, labels, acai, rnd = trained
+    assert acai["frames_seen"] == 200_000
+    model, meta = load_model(d / "acai.safetensors")
+    rmodel, _ = load_model(d / "random.safetensors")
+    xs = torch.from_numpy(x[:4096].astype(np.float32))
+    with torch.no_grad():
+        recon = float(torch.mean((model(xs)[1] - xs) ** 2))
+        recon_random = float(torch.mean((rmodel(xs)[1] - xs) ** 2))
+        assert recon < 0.25 * recon_random
+        assert abs(recon_random - rnd["recon_loss"]) < 0.1 * recon_random
+        # The critic predicts alpha on fresh interpolations. Pairs of frames from the same
+        # template carry no alpha signal (their mix is a realistic frame), so they are left out.
+        z = model.encode(xs)
+        alpha = torch.rand(len(xs), 1, generator=torch.Generator().manual_seed(1)) * 0.5
+        alpha_hat = model.critic(model.autoencoder.decode(alpha * z + (1 - alpha) * z.flip(0)))
+    lab = labels[:4096]
+    mixed = lab != lab[::-1]
+    corr = np.corrcoef(alpha[mixed, 0].numpy(), alpha_hat[mixed].numpy())[0, 1]
+    assert corr > 0.5
+    # The critic has not collapsed to one guess (the thesis' figure 4.1 failure).
+    assert float(alpha_hat.std()) > 0.03
+
+
+def test_curves_and_figure(trained) -> None:
+    d, *_ = trained
+    curves = pd.read_csv(d / "acai.curves.tsv", sep="\t")
+    assert list(curves.columns) == CURVE_COLUMNS
+    assert curves["frames"].is_monotonic_increasing and curves["frames"].iloc[-1] == 200_000
+    first, last = curves.iloc[0], curves.iloc[-1]
+    assert last["recon_loss"] < 0.5 * first["recon_loss"]
+    assert curves[["ae_loss", "critic_loss", "alpha_hat_mean", "frames_per_s"]].notna().all().all()
+    rnd = pd.read_csv(d / "random.curves.tsv", sep="\t")
+    assert len(rnd) == 1 and rnd["frames"].iloc[0] == 0 and rnd["recon_loss"].iloc[0] > 0
+    for name in ("acai", "random"):
+        assert (d / f"{name}.curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_weights_metadata_and_encode(tmp_path: Path) -> None:
+    paths, x, _ = make_templates(tmp_path / "s", n=600, d=24, k=3)
+    out = _outputs(tmp_path, "ae")
+    summary = train(
+        paths,
+        **out,
+        model_type="ae",
+        arch=SMALL,
+        frames=1000,  # not a multiple of the batch: the last batch is cut to fit
+        batch_size=64,
+        threads=1,
+        metadata={"kind": "stft", "n_fft": 1024},
+    )
+    assert summary["frames_seen"] == 1000
+    model, meta = load_model(out["out_weights"])
+    assert meta["model_type"] == "ae" and meta["in_dim"] == 24 and meta["frames_seen"] == 1000
+    assert meta["extra"] == {"kind": "stft", "n_fft": 1024}
+    assert meta["arch"]["hidden"] == [64, 64]
+    codes = encode(model, np.load(paths[0], mmap_mode="r"), batch_size=128)
+    assert codes.shape == (300, 8) and codes.dtype == np.float32
+    with torch.no_grad():
+        direct = model.encode(torch.from_numpy(x[:300].astype(np.float32))).numpy()
+    np.testing.assert_allclose(codes, direct, rtol=1e-5, atol=1e-6)
+    with pytest.raises(SoundharvestError, match="expects"):
+        encode(model, np.zeros((4, 25), np.float32))
+
+
+def test_random_model_weights_depend_only_on_seed(tmp_path: Path) -> None:
+    pa, *_ = make_templates(tmp_path / "a", n=300, d=20, k=3, seed=1)
+    pb, *_ = make_templates(tmp_path / "b", n=500, d=20, k=5, seed=2)
+    states = []
+    for name, paths, seed in (("a", pa, 4), ("b", pb, 4), ("c", pa, 5)):
+        train(paths, **_outputs(tmp_path, name), model_type="random", arch=SMALL, seed=seed)
+        model, _ = load_model(tmp_path / f"{name}.safetensors")
+        states.append(model.state_dict())
+    a, b, c = states
+    assert all(torch.equal(a[k], b[k]) for k in a)  # other data, same seed: same weights
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+_KILLED_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from soundharvest.train import train
+    shards, out, ck = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+    train(shards, out + ".safetensors", out + ".tsv", out + ".png", model_type="acai",
+          arch={"hidden": [32, 32], "latent": 4}, frames=12_800, batch_size=64, lr=1e-3,
+          seed=3, threads=1, device="cpu", checkpoint_path=ck, checkpoint_every=640,
+          log_every=640, callback=lambda seen, row: time.sleep(0.02))
+    """
+)
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, caplog) -> None:
+    paths, *_ = make_templates(tmp_path / "s", n=2000, d=32, k=4)
+    kw = dict(
+        model_type="acai",
+        arch={"hidden": [32, 32], "latent": 4},
+        frames=12_800,
+        batch_size=64,
+        lr=1e-3,
+        seed=3,
+        threads=1,
+        device="cpu",
+        log_every=640,
+    )
+    ck = tmp_path / "run.ckpt.pt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, ",".join(map(str, paths)), str(tmp_path / "k"), str(ck)]
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ck.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it train past the first checkpoint
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "k.safetensors").exists()
+    seen_at_kill = torch.load(ck, weights_only=True)["frames_seen"]
+    assert 0 < seen_at_kill < 12_800
+
+    with caplog.at_level(logging.INFO, logger="soundharvest"):
+        resumed = train(paths, **_outputs(tmp_path, "resumed"), checkpoint_path=ck, **kw)
+    assert resumed["resumed_from"] == seen_at_kill
+    assert "resuming from checkpoint" in caplog.text
+    assert resumed["frames_seen"] == 12_800
+    whole = train(paths, **_outputs(tmp_path, "whole"), **kw)
+    assert whole["resumed_from"] is None
+    a, _ = load_model(tmp_path / "resumed.safetensors")
+    b, _ = load_model(tmp_path / "whole.safetensors")
+    sa, sb = a.state_dict(), b.state_dict()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-5)
+    ca = pd.read_csv(tmp_path / "resumed.curves.tsv", sep="\t")
+    cb = pd.read_csv(tmp_path / "whole.curves.tsv", sep="\t")
+    assert list(ca["frames"]) == list(cb["frames"])  # the killed run's rows came back too
+    np.testing.assert_allclose(ca["ae_loss"], cb["ae_loss"], rtol=1e-3)
+
+    # A finished checkpoint: the re-run only rewrites the outputs.
+    again = train(paths, **_outputs(tmp_path, "again"), checkpoint_path=ck, **kw)
+    assert again["resumed_from"] == 12_800 and again["frames_seen"] == 12_800
+
+    # Other settings: the checkpoint is not used, and the log says why.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="soundharvest"):
+        fresh = train(
+            paths, **_outputs(tmp_path, "other"), checkpoint_path=ck, **{**kw, "lr": 5e-4}
+        )
+    assert fresh["resumed_from"] is None and "lr" in caplog.text and "starting fresh" in caplog.text
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    paths, *_ = make_templates(tmp_path / "s", n=100, d=16, k=2)
+    out = _outputs(tmp_path, "x")
+    with pytest.raises(SoundharvestError, match="model type"):
+        train(paths, **out, model_type="vae")
+    with pytest.raises(SoundharvestError, match="frames"):
+        train(paths, **out, model_type="ae", frames=-1)
+    with pytest.raises(SoundharvestError, match="device"):
+        train(paths, **out, model_type="ae", frames=10, device="tpu")
+    with pytest.raises(SoundharvestError, match="not found"):
+        load_model(tmp_path / "nothing.safetensors")

@@ -1,0 +1,199 @@
+import sys
+from pathlib import Path
+
+from soundharvest.config import validate_config
+from soundharvest.io import SoundharvestError
+
+# Validate before any job runs: one line naming the key, the value and what is allowed.
+try:
+    _validated = validate_config(config)
+except SoundharvestError as e:
+    sys.stderr.write(f"soundharvest: {e}\n")
+    sys.exit(1)
+config.clear()
+config.update(_validated)
+
+R = config["results"]
+D = config["downloads"]
+SOURCE = config["source"]
+LABELS = sorted(config["labels"])
+KINDS = config["features"]["kinds"]
+MODELS = sorted(config["models"])
+# Baselines embedded beside the models: the raw features and their PCA to the latent size.
+BASELINES = ["raw", "pca"]
+LOGS = "logs"
+BENCH = "benchmarks"
+
+
+# ---------------------------------------------------------------- acquisition helpers
+
+
+from functools import lru_cache
+
+from soundharvest.acquire import search as _search
+
+# label -> {query_id: query text}. Files are named by the safe id, never by the raw text.
+QUERIES = {
+    label: {_search.query_id(q): q for q in queries}
+    for label, queries in config["labels"].items()
+}
+
+
+def source_options():
+    """The options of the configured source (everything that can change what it finds)."""
+    opts = dict(config["search"].get(SOURCE, {}))
+    opts["seed"] = config["seed"]
+    return opts
+
+
+def download_options():
+    """The source's options and the download settings, as the download library reads them."""
+    opts = {**source_options(), **config["download"], "ffmpeg": config["convert"]["ffmpeg"]}
+    if opts.pop("archive"):
+        opts["download_archive"] = f"{D}/{SOURCE}/archive.txt"
+    return opts
+
+
+def search_params(wildcards):
+    return {
+        "source": SOURCE,
+        "options": source_options(),
+        "label": wildcards.label,
+        "query": QUERIES[wildcards.label][wildcards.query_id],
+        "n_results": config["search"]["results_per_query"],
+        "min_duration": config["search"]["min_duration"],
+        "max_duration": config["search"]["max_duration"],
+    }
+
+
+def search_tsvs(label):
+    """The search results of one label (waits for the checkpoint)."""
+    return [
+        checkpoints.search.get(label=label, query_id=qid).output[0]
+        for qid in sorted(QUERIES[label])
+    ]
+
+
+def all_search_tsvs():
+    return {label: search_tsvs(label) for label in LABELS}
+
+
+@lru_cache(maxsize=4)
+def _merged(key):
+    tables = {label: list(paths) for label, paths in key}
+    return _search.merge_candidates(tables, config["search"]["cross_label"])
+
+
+def merged_candidates():
+    """All candidates of all labels: one row per (label, video), cross-label rule applied."""
+    key = tuple(
+        (label, tuple(paths)) for label, paths in sorted(all_search_tsvs().items())
+    )
+    return _merged(key)
+
+
+def _usable():
+    merged = merged_candidates()
+    return merged[merged["status"] == "ok"]
+
+
+def downloadable_ids():
+    """Every video that some label may use, once (a video found by two labels is one job)."""
+    return sorted(set(_usable()["video_id"]))
+
+
+def training_ids(label):
+    """The videos whose frames are the label's training data, best rank first."""
+    usable = _usable()
+    return list(usable.loc[usable["label"] == label, "video_id"])
+
+
+def candidate_of(video_id):
+    """What the download needs to know of a video: only what identifies it, so that a new rank
+    or another query finding it does not change the download job's parameters."""
+    rows = merged_candidates()
+    row = rows[rows["video_id"] == video_id].iloc[0]
+    return {
+        k: str(row[k])
+        for k in ("video_id", "url", "title", "channel", "duration", "label")
+    }
+
+
+# ---------------------------------------------------------------- features helpers
+
+from soundharvest.features import n_bins
+
+
+def feature_params(kind):
+    """The parameters of one feature kind."""
+    return dict(config["features"][kind])
+
+
+def feature_spec(kind):
+    """Everything that defines a kind's features: a model carries this to compute them anew."""
+    return {
+        "kind": kind,
+        "params": feature_params(kind),
+        "sample_rate": config["convert"]["sample_rate"],
+    }
+
+
+# ---------------------------------------------------------------- training helpers
+
+
+def model_params(model):
+    """A model's settings, its seed defaulting to the run's."""
+    return {"seed": config["seed"], **config["models"][model]}
+
+
+def architecture_of(model):
+    return config["architectures"][config["models"][model]["architecture"]]
+
+
+# ---------------------------------------------------------------- evaluation helpers
+
+
+def eval_set_dir():
+    """The user's NSynth-format directory, or the one the workflow renders."""
+    return config["eval_set"]["path"] or f"{R}/eval_set"
+
+
+def model_weights(wildcards):
+    if wildcards.model in BASELINES:
+        return []
+    return f"{R}/train/{wildcards.kind}/{wildcards.model}/weights.safetensors"
+
+
+def baseline_dim():
+    """PCA baselines reduce to the latent size of the first model's architecture."""
+    return architecture_of(MODELS[0])["latent"]
+
+
+def k_chunks():
+    """(start, stop) of each k-means job: k = 2 .. max(max_k), k_chunk ks per job."""
+    top = max(config["evaluation"]["max_k"])
+    step = config["evaluation"]["k_chunk"]
+    return [(a, min(a + step - 1, top)) for a in range(2, top + 1, step)]
+
+
+def sweep_chunks(wildcards):
+    return [
+        f"{R}/kmeans/{wildcards.kind}/{wildcards.model}/k{a}-{b}.tsv"
+        for a, b in k_chunks()
+    ]
+
+
+def get_final_output():
+    """What a plain `snakemake` builds: the catalog, the summary and every figure."""
+    out = [f"{R}/catalog.csv", f"{R}/summary.tsv"]
+    evaluation = config["evaluation"]
+    for kind in KINDS:
+        out.append(f"{R}/figures/{kind}/metrics_vs_k.png")
+        for model in MODELS:
+            out.append(f"{R}/train/{kind}/{model}/curves.png")
+        for model in MODELS + BASELINES:
+            out.append(f"{R}/figures/{kind}/{model}.inertia.png")
+            out += [
+                f"{R}/figures/{kind}/{model}.{m}.png" for m in evaluation["projections"]
+            ]
+    return out

@@ -1,0 +1,14 @@
+"""Rule concatenate: all of a label's per-file frames -> one memory-mapped .npy and its index."""
+
+from soundharvest.dataset import concatenate
+from soundharvest.io import run_logged
+
+run_logged(
+    snakemake.log[0],
+    concatenate,
+    list(zip(snakemake.params.video_ids, snakemake.input.frames, strict=True)),
+    snakemake.output.frames,
+    snakemake.output.index,
+    dtype=snakemake.params.dtype,
+    n_bins=snakemake.params.n_bins,
+)

@@ -1,0 +1,15 @@
+"""Rule embed: the evaluation frames' codes under one model or baseline."""
+
+from soundharvest.evaluate.pipeline import embed_file
+from soundharvest.io import run_logged
+
+run_logged(
+    snakemake.log[0],
+    embed_file,
+    snakemake.input.frames,
+    snakemake.output[0],
+    snakemake.params.model,
+    weights=snakemake.input.weights or None,
+    latent=snakemake.params.latent,
+    seed=snakemake.params.seed,
+)

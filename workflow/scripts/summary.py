@@ -1,0 +1,16 @@
+"""Rule summary: one row per model x feature kind -> results/summary.tsv."""
+
+from itertools import product
+
+from soundharvest.evaluate.pipeline import summary_file
+from soundharvest.io import run_logged
+
+keys = list(product(snakemake.params.kinds, snakemake.params.models))
+run_logged(
+    snakemake.log[0],
+    summary_file,
+    dict(zip(keys, snakemake.input.sweeps, strict=True)),
+    dict(zip(keys, snakemake.input.elbows, strict=True)),
+    snakemake.output[0],
+    snakemake.params.n_families,
+)

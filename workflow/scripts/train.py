@@ -1,0 +1,27 @@
+"""Rule train: one model on one feature kind's shards -> weights, curves TSV and figure."""
+
+from soundharvest.io import run_logged
+from soundharvest.train import train
+
+m = snakemake.params.model
+run_logged(
+    snakemake.log[0],
+    train,
+    list(snakemake.input.shards),
+    snakemake.output.weights,
+    snakemake.output.curves,
+    snakemake.output.figure,
+    model_type=m["type"],
+    arch=snakemake.params.architecture,
+    frames=m.get("frames", 0),
+    batch_size=m["batch_size"],
+    lr=m["lr"],
+    advweight=m["advweight"],
+    reg=m["reg"],
+    seed=m["seed"],
+    device=snakemake.params.device,
+    threads=snakemake.threads,
+    checkpoint_path=snakemake.params.checkpoint,
+    checkpoint_every=snakemake.params.checkpoint_every,
+    metadata={"model": snakemake.wildcards.trained_model, "features": snakemake.params.features},
+)
