@@ -262,20 +262,20 @@ def _outputs(paths):
 def test_shuffle_survives_kill_9(tmp_path, when):
     inputs = make_inputs(tmp_path / "in", [30000, 20000, 25000], bins=513, seed=2)
     ref = [tmp_path / "ref" / f"shard-{j}.npy" for j in range(3)]
-    shuffle(inputs, ref, seed=3, memory_budget_mb=4)
+    shuffle(inputs, ref, seed=3, memory_budget_mb=256)  # one bucket per shard
     outs = [tmp_path / "out" / f"shard-{j}.npy" for j in range(3)]
     out_dir = outs[0].parent
     args = {
         "op": "shuffle",
         "inputs": [(lab, str(p)) for lab, p in inputs],
         "outs": [str(p) for p in outs],
-        "budget": 4,
+        "budget": 4,  # several buckets per shard
     }
 
     def ready() -> bool:
         if when == "pass1":
             cells = list(out_dir.glob(".*.shuffle.tmp/cell*.dat"))
-            return any(c.stat().st_size > 0 for c in cells)
+            return any(c.stat().st_size > 0 for c in cells if c.exists())
         return any(out_dir.glob(".shard-2.*.tmp.npy"))  # the last shard under way
 
     assert _run_and_kill(args, ready) == -signal.SIGKILL
@@ -304,3 +304,29 @@ def test_concatenate_survives_kill_9(tmp_path):
     np.testing.assert_array_equal(np.load(out), want)
     assert [n for _, _, n in read_index(index)] == [1500] * 80
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_shuffle_peak_memory_stays_within_budget(tmp_path):
+    # 100 MB of frames, 128 MB budget: the interpreter plus working buffers must stay under it
+    # even though every shard is larger than the room left for a bucket.
+    inputs = make_inputs(tmp_path / "in", [50000, 48000], bins=513, seed=5)
+    code = (
+        "import json, resource, sys\n"
+        "from pathlib import Path\n"
+        "from soundharvest.dataset import shuffle\n"
+        "a = json.loads(sys.argv[1])\n"
+        "st = shuffle([(l, Path(p)) for l, p in a['inputs']], [Path(p) for p in a['outs']],\n"
+        "             seed=0, memory_budget_mb=128)\n"
+        "print(json.dumps({'rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,\n"
+        "                  'buckets': st['n_buckets']}))\n"
+    )
+    args = {
+        "inputs": [(lab, str(p)) for lab, p in inputs],
+        "outs": [str(tmp_path / "o" / f"s{j}.npy") for j in range(2)],
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, check=True
+    )
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["buckets"] > 1
+    assert got["rss_kb"] / 1024 <= 128

@@ -179,14 +179,30 @@ def _inspect_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    from .predict import cli_arguments  # imported on use: keeps `inspect` light
+
+    cli_arguments(p)
+
+
+def _predict_run(args: argparse.Namespace) -> int:
+    from .predict import cli_run
+
+    return cli_run(args)
+
+
 #: subcommand -> (add its arguments to a parser, run it with the parsed arguments -> exit code)
 COMMANDS: dict[
     str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 ] = {
     "inspect": (_inspect_args, _inspect_run),
+    "predict": (_predict_args, _predict_run),
 }
 
-_HELP = {"inspect": "describe a .npy file: shape, dtype, label counts, a frame as a picture"}
+_HELP = {
+    "inspect": "describe a .npy file: shape, dtype, label counts, a frame as a picture",
+    "predict": "label audio files with a predictor directory (label, share, runner-up)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

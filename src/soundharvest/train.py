@@ -137,17 +137,13 @@ class Objective:
             log.warning("checkpoint's RNG state is from another device type; alpha reseeded")
 
 
-def _nan(device: torch.device) -> torch.Tensor:
-    return torch.tensor(float("nan"), device=device)
-
-
 class AeObjective(Objective):
     """Plain autoencoder: mean squared reconstruction error."""
 
     def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _, x_hat = self.model(x)
         recon = torch.mean(torch.square(x_hat.float() - x))
-        nan = _nan(x.device)
+        nan = torch.full_like(recon, float("nan"))  # a kernel, not a host copy: graph-safe
         return recon, torch.stack([recon, recon, nan, nan, nan, nan])
 
 
@@ -355,10 +351,11 @@ def plot_curves(curves: pd.DataFrame, path: Pathlike, title: str = "") -> None:
         y = curves[col].to_numpy(dtype=float)
         if np.isfinite(y).any():
             ax.plot(f, y, style if len(f) == 1 else style.strip("o"), label=col, ms=4)
-    ax.set_yscale("log")
+    if ax.lines:
+        ax.set_yscale("log")
+        ax.legend()
     ax.set_xlabel("frames seen")
     ax.set_ylabel("loss")
-    ax.legend()
     ax.set_title("losses")
     ax = axes[1]
     m = curves["alpha_hat_mean"].to_numpy(dtype=float)

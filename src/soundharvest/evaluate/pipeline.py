@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ..io import Pathlike, load_npy, save_npy, write_tsv
-from . import elbow as _elbow
-from . import embed as _embed
-from . import figures as _figures
-from . import kmeans as _kmeans
+
+# The array-level modules are imported inside the functions: each stage is its own process and
+# needs only one of them (torch for k-means, matplotlib for figures, umap for projections).
 
 log = logging.getLogger("soundharvest.evaluate")
 
@@ -43,6 +42,8 @@ def embed_file(
     :param model: ``raw`` (the frames themselves), ``pca`` (their PCA to ``latent`` dimensions,
         fitted on the evaluation frames) or a trained model's name (then ``weights`` is its file).
     """
+    from . import embed as _embed
+
     frames = np.asarray(load_npy(frames_npy), dtype=np.float32)
     if model == "raw":
         codes = frames
@@ -74,6 +75,8 @@ def sweep_chunk_file(
     seed: int = 0,
 ) -> pd.DataFrame:
     """k-means for k = start..stop (inclusive), clipped to k < number of points."""
+    from . import kmeans as _kmeans
+
     codes = np.asarray(load_npy(codes_npy), dtype=np.float32)
     notes = read_notes(notes_tsv)
     top = min(stop, len(codes) - 1)
@@ -97,6 +100,10 @@ def elbow_file(
     title: str = "",
 ) -> pd.DataFrame:
     """Merge a model's sweep chunks, choose the elbow for each max_k, plot the inertia."""
+    from . import elbow as _elbow
+    from . import figures as _figures
+    from . import kmeans as _kmeans
+
     table = _kmeans.merge_chunks(list(chunk_tsvs))
     write_tsv(out_sweep, table)
     elbows = _elbow.elbow_table(table, list(max_ks), list(labelings))
@@ -108,6 +115,8 @@ def elbow_file(
 def metrics_figure_file(
     sweep_tsvs: Sequence[Pathlike], models: Sequence[str], out_png: Pathlike, labeling: str
 ) -> None:
+    from . import figures as _figures
+
     sweeps = {m: pd.read_csv(p, sep="\t") for m, p in zip(models, sweep_tsvs, strict=True)}
     _figures.plot_metrics_vs_k(sweeps, ["purity", "ri", "nmi"], out_png, labeling=labeling)
 
@@ -115,6 +124,9 @@ def metrics_figure_file(
 def projection_file(
     codes_npy: Pathlike, notes_tsv: Pathlike, out_png: Pathlike, method: str, seed: int = 0
 ) -> None:
+    from . import embed as _embed
+    from . import figures as _figures
+
     codes = np.asarray(load_npy(codes_npy), dtype=np.float32)
     notes = read_notes(notes_tsv)
     xy = _embed.project_2d(codes, method, seed=seed)

@@ -1,0 +1,897 @@
+"""Cluster -> label model, predictor directories, scoring on labelled notes and ``predict``.
+
+The latent space is turned into a classifier without any labelled audio: k-means clusters the
+latent codes of a sample of the *training* frames, and each cluster is named after the query
+label most of its frames came from (its *majority label*), with that majority's share as the
+cluster's confidence. A new frame takes the name of its nearest centroid; a file takes the
+label most of its frames take.
+
+A **predictor directory** (``results/predictor/<kind>/<model>/``) holds all a prediction needs,
+readable without Snakemake or this package's workflow:
+
+``model.safetensors``
+    a copy of the trained weights (absent for the ``raw`` baseline, whose encoder is the
+    identity: clusters live in the feature space itself);
+``clusters.npz``
+    ``centroids`` (k, d) float32, ``counts`` (k, n_labels) int64 label histogram per cluster,
+    ``names`` (k,) majority label per cluster, ``shares`` (k,) float64 majority share,
+    ``labels`` (n_labels,) the label names (all plain arrays: ``np.load(allow_pickle=False)``);
+``meta.json``
+    format, model name, encoder (``weights`` or ``identity``), the feature spec (kind, params,
+    sample rate) needed to compute features of new audio, k and how it was chosen, the sample.
+    Written last: its presence marks a complete directory.
+
+File-to-file entry points (what the workflow's scripts call): :func:`label_clusters_file`,
+:func:`score_eval_file`, :func:`collect_scores_file`. The ``soundharvest predict`` command uses
+:class:`Predictor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .io import Pathlike, SoundharvestError, atomic_path, load_npy, read_json, write_json, write_tsv
+
+log = logging.getLogger("soundharvest.predict")
+
+PREDICTOR_FORMAT = "soundharvest-predictor"
+PREDICTOR_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CLUSTERS_NAME = "clusters.npz"
+META_NAME = "meta.json"
+
+#: Rows per block when assigning points to centroids: 8192 x k float32 distances stay a few MB.
+ASSIGN_BLOCK = 8192
+
+#: Name of the predicted family of a cluster whose label has no NSynth family.
+NO_FAMILY = "(none)"
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster naming
+# --------------------------------------------------------------------------------------------
+
+
+def name_clusters(
+    assignment: np.ndarray, labels: np.ndarray, k: int, n_labels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label histogram, majority label and majority share of every cluster.
+
+    Ties between labels with the same count go to the lowest label id (the label listed first),
+    so naming never depends on the order of the points. A cluster without points is named after
+    label 0 with share 0.0 (it can still be nearest to a new frame; its zero confidence says
+    that nothing supports it).
+
+    :param assignment: cluster id of each point, ``(n,)`` in ``0..k-1``.
+    :param labels: label id of each point, ``(n,)`` in ``0..n_labels-1``.
+    :param k: number of clusters.
+    :param n_labels: number of labels.
+    :return: ``(counts (k, n_labels) int64, names (k,) int64 label ids, shares (k,) float64)``.
+    """
+    a = np.asarray(assignment, dtype=np.int64)
+    y = np.asarray(labels, dtype=np.int64)
+    if a.shape != y.shape or a.ndim != 1:
+        raise SoundharvestError(
+            f"name_clusters: {a.shape} assignments for {y.shape} labels; give one label per point"
+        )
+    if len(a) and (a.min() < 0 or a.max() >= k or y.min() < 0 or y.max() >= n_labels):
+        raise SoundharvestError("name_clusters: cluster or label id out of range")
+    counts = np.bincount(a * n_labels + y, minlength=k * n_labels).reshape(k, n_labels)
+    names = np.argmax(counts, axis=1)  # argmax returns the first maximum: lowest label id
+    totals = counts.sum(axis=1)
+    shares = np.where(totals > 0, counts[np.arange(k), names] / np.maximum(totals, 1), 0.0)
+    return counts.astype(np.int64), names.astype(np.int64), shares.astype(np.float64)
+
+
+def nearest_centroid(X: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (squared Euclidean distance) of every row of ``X``.
+
+    Computed in float64 blocks as ``||c||^2 - 2 x.c`` (``||x||^2`` does not change the argmin);
+    ties go to the lowest centroid index.
+
+    :param X: points ``(n, d)`` (any float dtype, e.g. a memmap).
+    :param centroids: ``(k, d)``.
+    """
+    C = np.asarray(centroids, dtype=np.float64)
+    cc = np.einsum("ij,ij->i", C, C)
+    out = np.empty(len(X), dtype=np.int64)
+    for a in range(0, len(X), ASSIGN_BLOCK):
+        x = np.asarray(X[a : a + ASSIGN_BLOCK], dtype=np.float64)
+        out[a : a + len(x)] = np.argmin(cc[None, :] - 2.0 * (x @ C.T), axis=1)
+    return out
+
+
+class ClusterLabelModel:
+    """k-means centroids, each named after the majority label of its training points.
+
+    :param centroids: ``(k, d)``.
+    :param counts: ``(k, n_labels)`` label histogram of each cluster's training points.
+    :param labels: the label names (id = position).
+    """
+
+    def __init__(self, centroids: np.ndarray, counts: np.ndarray, labels: Sequence[str]) -> None:
+        self.centroids = np.asarray(centroids, dtype=np.float32)
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.labels = [str(x) for x in labels]
+        k = self.centroids.shape[0]
+        if self.centroids.ndim != 2 or self.counts.shape != (k, len(self.labels)):
+            raise SoundharvestError(
+                f"cluster model: centroids {self.centroids.shape}, counts {self.counts.shape} "
+                f"and {len(self.labels)} labels do not fit together"
+            )
+        totals = self.counts.sum(axis=1)
+        self.names = np.argmax(self.counts, axis=1).astype(np.int64)
+        self.shares = np.where(
+            totals > 0, self.counts[np.arange(k), self.names] / np.maximum(totals, 1), 0.0
+        )
+
+    @property
+    def k(self) -> int:
+        """Number of clusters."""
+        return int(self.centroids.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the space the centroids live in."""
+        return int(self.centroids.shape[1])
+
+    @property
+    def cluster_names(self) -> list[str]:
+        """Majority label name of every cluster."""
+        return [self.labels[i] for i in self.names]
+
+    @classmethod
+    def fit(
+        cls,
+        codes: np.ndarray,
+        labels: np.ndarray | Sequence,
+        k: int,
+        seed: int = 0,
+        label_names: Sequence[str] | None = None,
+        n_init: int = 3,
+        device: str = "cpu",
+    ) -> ClusterLabelModel:
+        """k-means on ``codes`` (:func:`soundharvest.evaluate.kmeans.kmeans`), then naming.
+
+        :param codes: points ``(n, d)``.
+        :param labels: one label per point: integer ids (then ``label_names`` names them) or
+            names (then the label list is their sorted set, or ``label_names`` if given).
+        :param k: number of clusters (``1 <= k <= n``).
+        :param seed: k-means seed.
+        :param label_names: the label list (id = position).
+        :param n_init: k-means++ restarts.
+        :param device: k-means device.
+        """
+        from .evaluate.kmeans import kmeans
+
+        codes = np.asarray(codes, dtype=np.float32)
+        ids, names = _label_ids(labels, label_names)
+        centroids, _, _ = kmeans(codes, int(k), seed=seed, n_init=n_init, device=device)
+        return cls.from_centroids(centroids, codes, ids, names)
+
+    @classmethod
+    def from_centroids(
+        cls, centroids: np.ndarray, codes: np.ndarray, ids: np.ndarray, names: Sequence[str]
+    ) -> ClusterLabelModel:
+        """Name given centroids by the labels of ``codes`` assigned to them (nearest centroid,
+        the same rule :meth:`assign` applies to new frames)."""
+        a = nearest_centroid(codes, centroids)
+        counts, _, _ = name_clusters(a, ids, len(centroids), len(names))
+        return cls(centroids, counts, names)
+
+    def assign(self, codes: np.ndarray) -> np.ndarray:
+        """Nearest cluster of every code, ``(n,)`` int64."""
+        codes = np.asarray(codes) if not isinstance(codes, np.ndarray) else codes
+        if codes.ndim != 2 or codes.shape[1] != self.dim:
+            raise SoundharvestError(
+                f"codes: shape {codes.shape}, the cluster model expects (n, {self.dim}); "
+                "use codes of the model the clusters were made with"
+            )
+        return nearest_centroid(codes, self.centroids)
+
+    def predict(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Label id and cluster confidence (majority share) of every code."""
+        a = self.assign(codes)
+        return self.names[a], self.shares[a]
+
+    def save(self, path: Pathlike) -> None:
+        """Write ``clusters.npz`` (plain arrays, no pickle) atomically."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                centroids=self.centroids,
+                counts=self.counts,
+                names=np.array(self.cluster_names, dtype=str),
+                shares=self.shares.astype(np.float64),
+                labels=np.array(self.labels, dtype=str),
+            )
+
+    @classmethod
+    def load(cls, path: Pathlike) -> ClusterLabelModel:
+        """Read a ``clusters.npz`` written by :meth:`save`."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(z["centroids"], z["counts"], [str(x) for x in z["labels"]])
+        except FileNotFoundError:
+            raise SoundharvestError(f"{path}: cluster file not found") from None
+        except (KeyError, ValueError, OSError) as e:
+            raise SoundharvestError(
+                f"{path}: not a cluster file ({e}); re-run the label_clusters stage"
+            ) from None
+
+
+def _label_ids(
+    labels: np.ndarray | Sequence, label_names: Sequence[str] | None
+) -> tuple[np.ndarray, list[str]]:
+    lab = np.asarray(labels)
+    if lab.dtype.kind in "iu":
+        if label_names is None:
+            label_names = [str(i) for i in range(int(lab.max()) + 1 if lab.size else 0)]
+        return lab.astype(np.int64), [str(x) for x in label_names]
+    names = [str(x) for x in (label_names if label_names is not None else sorted(set(lab)))]
+    index = {n: i for i, n in enumerate(names)}
+    try:
+        return np.array([index[str(x)] for x in lab], dtype=np.int64), names
+    except KeyError as e:
+        raise SoundharvestError(f"labels: {e} is not in the label list {names}") from None
+
+
+def fit_clusters(
+    codes: np.ndarray,
+    ids: np.ndarray,
+    label_names: Sequence[str],
+    k: int | str = "elbow",
+    max_k: int = 50,
+    seed: int = 0,
+    n_init: int = 3,
+    device: str = "cpu",
+) -> tuple[ClusterLabelModel, dict[str, Any], pd.DataFrame | None]:
+    """Choose k (an int, or ``"elbow"`` over a sweep k = 2..max_k) and fit the named clusters.
+
+    :param codes: ``(n, d)`` points; ``ids`` their label ids; ``label_names`` the label list.
+    :param k: an int, or ``"elbow"``: a warm-started k-means sweep (:func:`~soundharvest.
+        evaluate.kmeans.sweep`) over k = 2..``max_k`` and the elbow of its inertia curve.
+    :param max_k: the sweep's largest k (clipped to n - 1).
+    :return: ``(model, info dict with k and k_choice, the sweep table or None)``.
+    """
+    from .evaluate.elbow import elbow_k
+    from .evaluate.kmeans import kmeans, sweep
+
+    n = len(codes)
+    if n < 2:
+        raise SoundharvestError(f"label_clusters: {n} frame(s) sampled; need at least 2")
+    if isinstance(k, str):
+        if k != "elbow":
+            raise SoundharvestError(f"label_clusters.k = {k!r}: use 'elbow' or an integer >= 1")
+        top = min(int(max_k), n - 1)
+        if top < 2:
+            raise SoundharvestError(
+                f"label_clusters.max_k = {max_k}: the elbow needs max_k >= 3 and more frames"
+            )
+        centroids: dict[int, np.ndarray] = {}
+        table = sweep(
+            codes,
+            range(2, top + 1),
+            {"label": ids},
+            seed=seed,
+            n_init=n_init,
+            device=device,
+            on_result=lambda kk, c, _a: centroids.__setitem__(kk, c),
+        )
+        chosen = elbow_k(table["k"].tolist(), table["inertia"].tolist())
+        model = ClusterLabelModel.from_centroids(centroids[chosen], codes, ids, label_names)
+        return model, {"k": chosen, "k_choice": f"elbow(max_k={top})"}, table
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= int(k) <= n:
+        raise SoundharvestError(f"label_clusters.k = {k!r}: use 'elbow' or an integer in 1..{n}")
+    centroids_k, _, _ = kmeans(codes, int(k), seed=seed, n_init=n_init, device=device)
+    model = ClusterLabelModel.from_centroids(centroids_k, codes, ids, label_names)
+    return model, {"k": int(k), "k_choice": "config"}, None
+
+
+# --------------------------------------------------------------------------------------------
+# Training-frame samples
+# --------------------------------------------------------------------------------------------
+
+
+def sample_shards(
+    shard_paths: Sequence[Pathlike], n: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform sample of ``n`` training frames and their label ids, from the shuffle's shards.
+
+    Every shard is a random permutation of a random share of all frames (see
+    :mod:`soundharvest.dataset`), so a leading run of rows of each shard is already a uniform
+    sample: reading prefixes keeps the I/O sequential. The rows are split over the shards in
+    proportion to their sizes. ``seed`` is accepted for symmetry and unused (the shuffle's seed
+    fixed the order).
+
+    :param shard_paths: ``shard-XX.npy`` files with their ``.labels.npy`` beside them.
+    :param n: frames wanted (all of them when the shards hold fewer).
+    :return: ``(frames (m, bins) float32, label ids (m,) int64)``.
+    """
+    from .dataset import shard_side_paths
+
+    del seed
+    arrays = [load_npy(p) for p in shard_paths]
+    if not arrays:
+        raise SoundharvestError("label_clusters: no shards given")
+    sizes = np.array([len(a) for a in arrays], dtype=np.int64)
+    total = int(sizes.sum())
+    n = min(int(n), total)
+    # Largest-remainder split of n over the shards, proportional to their sizes.
+    quota = sizes * n / max(total, 1)
+    take = np.floor(quota).astype(np.int64)
+    rest = n - int(take.sum())
+    if rest:
+        take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
+    frames, ids = [], []
+    for path, arr, m in zip(shard_paths, arrays, take, strict=True):
+        labels_p, _ = shard_side_paths(path)
+        lab = load_npy(labels_p)
+        if len(lab) != len(arr):
+            raise SoundharvestError(
+                f"{labels_p}: {len(lab)} labels for {len(arr)} frames; re-run the shuffle"
+            )
+        frames.append(np.asarray(arr[:m], dtype=np.float32))
+        ids.append(np.asarray(lab[:m], dtype=np.int64))
+    return np.concatenate(frames), np.concatenate(ids)
+
+
+# --------------------------------------------------------------------------------------------
+# Predictor directories
+# --------------------------------------------------------------------------------------------
+
+
+def _check_features(features: Mapping[str, Any], where: str) -> dict[str, Any]:
+    from .features import KINDS, make_params
+
+    if not isinstance(features, Mapping) or features.get("kind") not in KINDS:
+        raise SoundharvestError(
+            f"{where}: field 'features' must hold kind ({' or '.join(KINDS)}), params and "
+            "sample_rate"
+        )
+    make_params(features["kind"], features.get("params"))  # validates the params
+    return {
+        "kind": str(features["kind"]),
+        "params": dict(features.get("params") or {}),
+        "sample_rate": int(features.get("sample_rate") or 16000),
+    }
+
+
+class Predictor:
+    """An encoder (trained weights, or the identity for the raw baseline), named clusters and the
+    feature spec: everything needed to label new audio. Load with :meth:`load`."""
+
+    def __init__(
+        self,
+        clusters: ClusterLabelModel,
+        features: Mapping[str, Any],
+        model: Any = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.clusters = clusters
+        self.features = dict(features)
+        self.model = model
+        self.meta = dict(meta or {})
+
+    @property
+    def kind(self) -> str:
+        """The feature kind (``stft`` or ``mel``)."""
+        return str(self.features["kind"])
+
+    @property
+    def labels(self) -> list[str]:
+        """The label names."""
+        return self.clusters.labels
+
+    @property
+    def hop_seconds(self) -> float:
+        """Seconds between frame centres."""
+        from .features import make_params
+
+        p = make_params(self.kind, self.features.get("params"))
+        return p.hop_length / float(self.features["sample_rate"])
+
+    @classmethod
+    def load(
+        cls, directory: Pathlike, device: str = "cpu", expect_kind: str | None = None
+    ) -> Predictor:
+        """Load a predictor directory (see the module doc), checking that its parts agree.
+
+        :param directory: e.g. ``results/predictor/stft/acai``.
+        :param device: torch device of the encoder.
+        :param expect_kind: if given, the feature kind the caller expects; another is an error.
+        """
+        from .features import n_bins
+
+        d = Path(directory)
+        meta_p = d / META_NAME
+        if not d.is_dir():
+            raise SoundharvestError(f"{d}: not a directory; give a predictor directory")
+        if not meta_p.is_file():
+            raise SoundharvestError(
+                f"{d}: not a predictor directory (no {META_NAME}); give one made by the "
+                "label_clusters stage, e.g. results/predictor/<kind>/<model>"
+            )
+        meta = read_json(meta_p)
+        if not isinstance(meta, dict) or meta.get("format") != PREDICTOR_FORMAT:
+            raise SoundharvestError(
+                f"{meta_p}: field 'format' is not {PREDICTOR_FORMAT!r}; not a predictor directory"
+            )
+        features = _check_features(meta.get("features"), str(meta_p))
+        if expect_kind is not None and features["kind"] != expect_kind:
+            raise SoundharvestError(
+                f"{d}: feature kind mismatch: the model uses {features['kind']} features, "
+                f"{expect_kind} was asked for; use a {expect_kind} model directory or drop --kind"
+            )
+        clusters = ClusterLabelModel.load(d / CLUSTERS_NAME)
+        bins = n_bins(features["kind"], features["params"])
+        model = None
+        if meta.get("encoder", "weights") == "identity":
+            dim = bins
+        else:
+            from .train import load_model
+
+            model, wmeta = load_model(d / WEIGHTS_NAME, device=device)
+            if int(wmeta["in_dim"]) != bins:
+                raise SoundharvestError(
+                    f"{meta_p}: feature kind mismatch: {features['kind']} features have {bins} "
+                    f"bins, the weights expect {wmeta['in_dim']}; rebuild the directory"
+                )
+            dim = int(model.latent_dim)
+        if clusters.dim != dim:
+            raise SoundharvestError(
+                f"{d / CLUSTERS_NAME}: centroids have {clusters.dim} dimensions, the encoder "
+                f"gives {dim}; re-run the label_clusters stage"
+            )
+        return cls(clusters, features, model, meta)
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """Codes of feature frames (the frames themselves for the identity encoder)."""
+        if self.model is None:
+            return np.asarray(frames, dtype=np.float32)
+        from .train import encode
+
+        return encode(self.model, frames)
+
+    def frames_of(self, samples: np.ndarray) -> np.ndarray:
+        """Feature frames of a mono signal at the predictor's sample rate."""
+        from .features import compute_features
+
+        frames, _ = compute_features(
+            samples, self.features["sample_rate"], self.kind, self.features["params"]
+        )
+        return frames
+
+    def predict_samples(self, samples: np.ndarray) -> np.ndarray:
+        """Label id of every frame of a mono signal."""
+        frames = self.frames_of(samples)
+        if len(frames) == 0:
+            return np.zeros(0, dtype=np.int64)
+        ids, _ = self.clusters.predict(self.encode(frames))
+        return ids
+
+    def predict_file(self, path: Pathlike, ffmpeg: str | None = None) -> dict[str, Any]:
+        """Decode any file ffmpeg reads and label it: see :func:`summarize_frames`."""
+        from .audio import decode
+
+        p = Path(path)
+        if not p.is_file():
+            raise SoundharvestError(f"{p}: file not found")
+        samples = decode(p, self.features["sample_rate"], ffmpeg=ffmpeg)
+        if samples.size == 0:
+            raise SoundharvestError(f"{p}: no audio samples decoded (empty or not audio)")
+        ids = self.predict_samples(samples)
+        seconds = samples.size / self.features["sample_rate"]
+        out = summarize_frames(ids, self.labels, self.hop_seconds, seconds)
+        return {"file": str(path), "seconds": round(seconds, 3)} | out
+
+
+def summarize_frames(
+    ids: np.ndarray, labels: Sequence[str], hop_seconds: float, seconds: float | None = None
+) -> dict[str, Any]:
+    """Per-file verdict from per-frame label ids.
+
+    :param ids: label id of every frame; frame ``t`` is centred at ``t * hop_seconds``.
+    :param labels: label names.
+    :param hop_seconds: seconds between frame centres.
+    :param seconds: the signal's duration; centred frames reach up to it (the last may be
+        centred exactly at the end), and those at or past it count in the last second.
+    :return: ``label``, ``share`` (its share of frames), ``runner_up``, ``runner_up_share``
+        (``None``/0 when only one label occurs), ``n_frames``, ``shares`` (label -> share, every
+        label) and ``timeline``: one entry per whole second (frames centred in it), each with
+        ``start``, ``end``, ``label`` and ``share``. Ties go to the label listed first.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    n = len(ids)
+    counts = np.bincount(ids, minlength=len(labels))
+    order = np.lexsort((np.arange(len(labels)), -counts))  # most frames first, then list order
+    shares = counts / max(n, 1)
+    top, second = int(order[0]), int(order[1]) if len(labels) > 1 else None
+    out: dict[str, Any] = {
+        "label": labels[top] if n else None,
+        "share": round(float(shares[top]), 4),
+        "runner_up": labels[second] if second is not None and counts[second] > 0 else None,
+        "runner_up_share": round(float(shares[second]), 4) if second is not None else 0.0,
+        "n_frames": n,
+        "shares": {labels[i]: round(float(shares[i]), 4) for i in order},
+    }
+    timeline = []
+    if n:
+        sec = np.floor(np.arange(n) * hop_seconds + 1e-9).astype(np.int64)
+        if seconds is not None and seconds > 0:
+            sec = np.minimum(sec, int(np.ceil(seconds - 1e-9)) - 1)
+        if seconds is not None and seconds > 0:
+            sec = np.minimum(sec, int(np.ceil(seconds - 1e-9)) - 1)
+        for s in range(int(sec[-1]) + 1):
+            c = np.bincount(ids[sec == s], minlength=len(labels))
+            if c.sum() == 0:
+                continue
+            best = int(np.argmax(c))
+            timeline.append(
+                {
+                    "start": s,
+                    "end": s + 1,
+                    "label": labels[best],
+                    "share": round(float(c[best] / c.sum()), 4),
+                }
+            )
+    out["timeline"] = timeline
+    return out
+
+
+def write_predictor_dir(
+    out_dir: Pathlike,
+    clusters: ClusterLabelModel,
+    features: Mapping[str, Any],
+    weights: Pathlike | None,
+    info: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write a predictor directory: weights copy, ``clusters.npz``, then ``meta.json`` (last).
+
+    :param weights: the trained weights to copy, or ``None`` for the identity encoder.
+    :param info: extra fields for ``meta.json`` (model name, k, k_choice, sample size, ...).
+    :return: the ``meta.json`` content.
+    """
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / META_NAME).unlink(missing_ok=True)  # the directory is incomplete until meta.json is back
+    if weights is not None:
+        with atomic_path(d / WEIGHTS_NAME) as tmp:
+            shutil.copyfile(weights, tmp)
+    else:
+        (d / WEIGHTS_NAME).unlink(missing_ok=True)
+    clusters.save(d / CLUSTERS_NAME)
+    meta = {
+        "format": PREDICTOR_FORMAT,
+        "version": PREDICTOR_VERSION,
+        "encoder": "weights" if weights is not None else "identity",
+        "features": dict(features),
+        "labels": clusters.labels,
+        "cluster_names": clusters.cluster_names,
+        "cluster_shares": [round(float(s), 4) for s in clusters.shares],
+        **dict(info),
+    }
+    write_json(d / META_NAME, meta)
+    return meta
+
+
+def label_clusters_file(
+    shard_paths: Sequence[Pathlike],
+    labels_json: Pathlike,
+    weights: Pathlike | None,
+    out_dir: Pathlike,
+    k: int | str = "elbow",
+    sample_frames: int = 50_000,
+    seed: int = 0,
+    max_k: int = 50,
+    features: Mapping[str, Any] | None = None,
+    model_name: str | None = None,
+    out_sweep_tsv: Pathlike | None = None,
+    n_init: int = 3,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Rule ``label_clusters``: shards + weights -> a predictor directory.
+
+    :param shard_paths: the shuffle stage's ``shard-XX.npy`` of one feature kind.
+    :param labels_json: the shuffle's ``labels.json`` (label names, id = position).
+    :param weights: the model's ``weights.safetensors``; ``None`` for the raw-feature baseline
+        (identity encoder: k-means on the frames themselves).
+    :param out_dir: the predictor directory, e.g. ``results/predictor/<kind>/<model>``.
+    :param k: ``"elbow"`` (default) or a fixed number of clusters.
+    :param sample_frames: training frames sampled for k-means (see :func:`sample_shards`).
+    :param seed: k-means seed.
+    :param max_k: largest k of the elbow sweep.
+    :param features: the feature spec ``{kind, params, sample_rate}``; default: the one the
+        weights carry (``extra.features``, written by the train stage); required for ``raw``.
+    :param model_name: name recorded in ``meta.json`` (default: the weights' or ``raw``).
+    :param out_sweep_tsv: optional table of the elbow sweep (k, inertia, label purity/NMI...).
+    :param n_init: k-means++ restarts.
+    :param device: torch device of the encoder and k-means.
+    :return: the ``meta.json`` content.
+    """
+    from .dataset import read_labels
+    from .features import n_bins
+
+    t0 = time.perf_counter()
+    names = read_labels(labels_json)
+    model = None
+    wmeta: dict[str, Any] = {}
+    if weights is not None:
+        from .train import load_model
+
+        model, wmeta = load_model(weights, device=device)
+    spec = features if features is not None else (wmeta.get("extra") or {}).get("features")
+    if spec is None:
+        raise SoundharvestError(
+            f"{weights or 'raw baseline'}: no feature spec; pass features={{kind, params, "
+            "sample_rate}} (the train stage stores it in the weights' metadata)"
+        )
+    spec = _check_features(spec, str(weights or "features"))
+    bins = n_bins(spec["kind"], spec["params"])
+    frames, ids = sample_shards(shard_paths, sample_frames, seed)
+    if frames.shape[1] != bins:
+        raise SoundharvestError(
+            f"{shard_paths[0]}: {frames.shape[1]} bins per frame, {spec['kind']} features have "
+            f"{bins}; use the shards of the model's feature kind"
+        )
+    if len(ids) and ids.max() >= len(names):
+        raise SoundharvestError(f"{labels_json}: {len(names)} labels, shards use id {ids.max()}")
+    if model is not None:
+        from .train import encode
+
+        codes = encode(model, frames)
+    else:
+        codes = frames
+    clusters, info, table = fit_clusters(
+        codes, ids, names, k=k, max_k=max_k, seed=seed, n_init=n_init, device=device
+    )
+    if out_sweep_tsv is not None:
+        write_tsv(out_sweep_tsv, table if table is not None else pd.DataFrame(columns=["k"]))
+    name = model_name or (wmeta.get("extra") or {}).get("model") or ("raw" if model is None else "")
+    info = {
+        "model": name,
+        "model_type": wmeta.get("model_type", "identity"),
+        **info,
+        "sample_frames": int(len(codes)),
+        "seed": int(seed),
+        "label_frames": {
+            n: int(c) for n, c in zip(names, np.bincount(ids, minlength=len(names)), strict=True)
+        },
+    }
+    meta = write_predictor_dir(out_dir, clusters, spec, weights, info)
+    log.info(
+        "label_clusters %s: k = %d (%s) on %d frames in %.1f s; clusters: %s",
+        name,
+        clusters.k,
+        info["k_choice"],
+        len(codes),
+        time.perf_counter() - t0,
+        ", ".join(
+            f"{n} {s:.0%}" for n, s in zip(clusters.cluster_names, clusters.shares, strict=True)
+        ),
+    )
+    return meta
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring on labelled notes
+# --------------------------------------------------------------------------------------------
+
+
+def family_scores(
+    true: Sequence[str], pred: Sequence[str], families: Sequence[str] | None = None
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Accuracy, balanced accuracy (mean per-family recall) and the confusion matrix.
+
+    :param true: true family per note; ``pred`` the predicted family (or :data:`NO_FAMILY`).
+    :param families: row order of the matrix (default: the sorted true families).
+    :return: ``(scores, confusion)``; the confusion has one row per true family and one column
+        per predicted value (true families first, then any other predicted value).
+    """
+    t = np.asarray(true, dtype=str)
+    p = np.asarray(pred, dtype=str)
+    rows = list(families) if families is not None else sorted(set(t))
+    cols = rows + sorted(set(p) - set(rows))
+    conf = pd.crosstab(pd.Categorical(t, rows), pd.Categorical(p, cols), dropna=False)
+    conf.index.name, conf.columns.name = "true", "predicted"
+    conf = conf.reindex(index=rows, columns=cols, fill_value=0)
+    n = len(t)
+    correct = int((t == p).sum())
+    recalls = [float(conf.loc[f, f] / conf.loc[f].sum()) for f in rows if conf.loc[f].sum() > 0]
+    scores = {
+        "n_notes": n,
+        "accuracy": correct / n if n else float("nan"),
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
+        # What always guessing the most common family scores: the floor accuracy must beat.
+        "majority_baseline": float(conf.sum(axis=1).max() / n) if n else float("nan"),
+        "chance_balanced": 1.0 / len(rows) if rows else float("nan"),
+    }
+    return scores, conf
+
+
+def plot_confusion(conf: pd.DataFrame, path: Pathlike, title: str = "") -> None:
+    """Write a confusion matrix (rows: true, columns: predicted; cells: counts, colour: row
+    share) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = conf.to_numpy(dtype=float)
+    share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * m.shape[1], 1.0 + 0.6 * m.shape[0]))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
+                    color="white" if share[i, j] > 0.5 else "black", fontsize=8)  # fmt: skip
+    ax.set_xticks(range(m.shape[1]), conf.columns, rotation=45, ha="right")
+    ax.set_yticks(range(m.shape[0]), conf.index)
+    ax.set_xlabel("predicted family")
+    ax.set_ylabel("true family")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def score_eval_file(
+    codes_npy: Pathlike,
+    notes_tsv: Pathlike,
+    predictor_dir: Pathlike,
+    label_families_tsv: Pathlike,
+    out_tsv: Pathlike,
+    out_confusion_png: Pathlike,
+    out_confusion_tsv: Pathlike | None = None,
+) -> dict[str, Any]:
+    """Rule ``score_eval``: the family of every eval note through the label -> family map.
+
+    Each note's code (``results/embed/<kind>/<model>.npy``, from the same model; for ``raw`` the
+    frames) goes to its nearest named cluster; the cluster's label maps to an NSynth family
+    (``resources/label_families.tsv``; a label without a family predicts :data:`NO_FAMILY`,
+    always wrong).
+
+    :param codes_npy: the notes' codes, one row per row of ``notes_tsv``.
+    :param notes_tsv: the eval_frames table (``note_str``, ``family``, ...).
+    :param predictor_dir: the model's predictor directory.
+    :param label_families_tsv: label -> NSynth family table.
+    :param out_tsv: one row: kind, model, k, n_notes, accuracy, balanced_accuracy, baselines.
+    :param out_confusion_png: the confusion matrix figure.
+    :param out_confusion_tsv: optional confusion matrix as TSV.
+    :return: the row as a dict.
+    """
+    from .evaluate.nsynth import families_of, load_label_families
+
+    d = Path(predictor_dir)
+    meta = read_json(d / META_NAME) if (d / META_NAME).is_file() else None
+    if not isinstance(meta, dict) or meta.get("format") != PREDICTOR_FORMAT:
+        raise SoundharvestError(f"{d}: not a predictor directory (no valid {META_NAME})")
+    clusters = ClusterLabelModel.load(d / CLUSTERS_NAME)
+    codes = np.asarray(load_npy(codes_npy), dtype=np.float32)
+    notes = pd.read_csv(notes_tsv, sep="\t", dtype={"note_str": str, "family": str})
+    if len(notes) != len(codes):
+        raise SoundharvestError(
+            f"{codes_npy}: {len(codes)} codes for {len(notes)} notes in {notes_tsv}; re-run embed"
+        )
+    if codes.ndim != 2 or codes.shape[1] != clusters.dim:
+        raise SoundharvestError(
+            f"{codes_npy}: codes of {codes.shape[1] if codes.ndim == 2 else '?'} dimensions, "
+            f"the clusters in {d} have {clusters.dim}; use the codes of the same model and kind"
+        )
+    fam = families_of(clusters.labels, load_label_families(label_families_tsv))
+    ids, _ = clusters.predict(codes)
+    pred = [fam[clusters.labels[i]] or NO_FAMILY for i in ids]
+    true = notes["family"].astype(str).tolist()
+    scores, conf = family_scores(true, pred)
+    reachable = {f for f in fam.values() if f}
+    row = {
+        "kind": meta["features"]["kind"],
+        "model": meta.get("model", d.name),
+        "k": clusters.k,
+        "k_choice": meta.get("k_choice", ""),
+        **scores,
+        # Notes whose family no label maps to can never be right: say how many there are.
+        "n_unreachable": int(sum(t not in reachable for t in true)),
+    }
+    for key in ("accuracy", "balanced_accuracy", "majority_baseline", "chance_balanced"):
+        row[key] = round(float(row[key]), 4)
+    write_tsv(out_tsv, pd.DataFrame([row]))
+    if out_confusion_tsv is not None:
+        write_tsv(out_confusion_tsv, conf.reset_index())
+    plot_confusion(
+        conf,
+        out_confusion_png,
+        f"{row['model']} ({row['kind']}), k = {row['k']}: accuracy {row['accuracy']:.1%}, "
+        f"balanced {row['balanced_accuracy']:.1%}",
+    )
+    log.info(
+        "score_eval %s/%s: accuracy %.3f, balanced %.3f on %d notes",
+        row["kind"],
+        row["model"],
+        row["accuracy"],
+        row["balanced_accuracy"],
+        row["n_notes"],
+    )
+    return row
+
+
+def collect_scores_file(score_tsvs: Sequence[Pathlike], out_tsv: Pathlike) -> pd.DataFrame:
+    """Join the one-row score tables of every model and kind into one table (kind, model order
+    as given)."""
+    table = pd.concat([pd.read_csv(p, sep="\t") for p in score_tsvs], ignore_index=True)
+    write_tsv(out_tsv, table)
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# The ``soundharvest predict`` command
+# --------------------------------------------------------------------------------------------
+
+
+def format_result(result: Mapping[str, Any], frames: bool = False) -> str:
+    """Human-readable lines for one file's :meth:`Predictor.predict_file` result."""
+    if result.get("label") is None:
+        return f"{result['file']}: no frames ({result.get('seconds', 0)} s)"
+    line = f"{result['file']}: {result['label']} {result['share']:.1%}"
+    if result.get("runner_up"):
+        line += f" (runner-up {result['runner_up']} {result['runner_up_share']:.1%})"
+    line += f", {result['n_frames']} frames, {result['seconds']:.1f} s"
+    lines = [line]
+    if frames:
+        for t in result["timeline"]:
+            span = f"{t['start']}-{t['end']} s"
+            lines.append(f"  {span:>12}  {t['label']:<14} {t['share']:>4.0%}")
+    return "\n".join(lines)
+
+
+def cli_arguments(p: Any) -> None:
+    """Arguments of ``soundharvest predict`` (``p`` is an ``argparse.ArgumentParser``)."""
+    p.add_argument(
+        "model_dir", type=Path, help="a predictor directory (results/predictor/<kind>/<model>)"
+    )
+    p.add_argument("files", nargs="+", type=Path, help="audio files (any format ffmpeg reads)")
+    p.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    p.add_argument("--frames", action="store_true", help="also print a per-second timeline")
+    p.add_argument("--kind", default=None, help="fail unless the model uses this feature kind")
+    p.add_argument("--device", default="cpu", help="torch device of the encoder (default cpu)")
+
+
+def cli_run(args: Any) -> int:
+    """Run ``soundharvest predict``: one verdict per file; an unreadable file gets a one-line
+    error on stderr and the others go on (exit status 1 if any failed)."""
+    import json
+    import sys
+
+    predictor = Predictor.load(args.model_dir, device=args.device, expect_kind=args.kind)
+    results, failed = [], 0
+    for f in args.files:
+        try:
+            res = predictor.predict_file(f)
+        except SoundharvestError as e:
+            failed += 1
+            print(f"soundharvest predict: {e}", file=sys.stderr)
+            results.append({"file": str(f), "error": str(e)})
+            continue
+        if not args.frames:
+            res.pop("timeline")
+        results.append(res)
+        if not args.json:
+            print(format_result(res, args.frames), flush=True)
+    if args.json:
+        doc = {
+            "model_dir": str(args.model_dir),
+            "model": predictor.meta.get("model"),
+            "kind": predictor.kind,
+            "results": results,
+        }
+        print(json.dumps(doc, indent=2))
+    return 1 if failed else 0

@@ -1,0 +1,335 @@
+"""Tests of soundharvest.predict: cluster naming, predictor directories, scoring, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from soundharvest.acquire.demo import DemoSource
+from soundharvest.features import compute_features
+from soundharvest.io import SoundharvestError, write_json
+from soundharvest.predict import (
+    CLUSTERS_NAME,
+    META_NAME,
+    NO_FAMILY,
+    ClusterLabelModel,
+    Predictor,
+    fit_clusters,
+    label_clusters_file,
+    name_clusters,
+    score_eval_file,
+    summarize_frames,
+)
+from soundharvest.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES_TSV = ROOT / "resources" / "label_families.tsv"
+SPEC = {"kind": "stft", "params": {}, "sample_rate": 16000}
+#: Clean demo clips: one instrument, no accompaniment, room or level changes.
+CLEAN = {
+    "seed": 3,
+    "programs_per_label": 1,
+    "min_duration": 4,
+    "max_duration": 6,
+    "off_topic_share": 0.0,
+    "accompaniment_prob": 0.0,
+    "reverb_prob": 0.0,
+    "level_change_prob": 0.0,
+    "silence_intro_prob": 0.0,
+    "noise_db": [-60.0, -55.0],
+}
+
+
+def blobs(sizes_labels, seed=0, dim=3, spread=0.05):
+    """Well separated blobs; ``sizes_labels`` is per blob a list of (label id, count)."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for b, parts in enumerate(sizes_labels):
+        centre = np.zeros(dim)
+        centre[b % dim] = 10.0 * (1 + b // dim)
+        for lab, n in parts:
+            X.append(centre + rng.normal(0, spread, (n, dim)))
+            y += [lab] * n
+    return np.concatenate(X).astype(np.float32), np.array(y)
+
+
+# ------------------------------------------------------------------------- cluster naming
+
+
+def test_cluster_names_are_majority_labels_with_shares() -> None:
+    X, y = blobs([[(1, 70), (0, 30)], [(2, 40)], [(0, 25), (2, 5)]])
+    model = ClusterLabelModel.fit(X, y, k=3, seed=0, label_names=["a", "b", "c"])
+    # The cluster of each blob, found through a point of that blob.
+    c0, c1, c2 = model.assign(X[[0, 100, 140]])
+    assert [model.cluster_names[c] for c in (c0, c1, c2)] == ["b", "c", "a"]
+    assert model.shares[c0] == pytest.approx(0.7)
+    assert model.shares[c1] == pytest.approx(1.0)
+    assert model.shares[c2] == pytest.approx(25 / 30)
+    ids, conf = model.predict(X[[0, 140]])
+    assert list(ids) == [1, 0] and conf[0] == pytest.approx(0.7)
+
+
+def test_cluster_name_ties_go_to_the_first_label_whatever_the_order() -> None:
+    X, y = blobs([[(2, 20), (1, 20)], [(0, 10), (1, 10), (2, 5)]], seed=1)
+    names = ["x", "y", "z"]
+    first = ClusterLabelModel.fit(X, y, k=2, seed=0, label_names=names)
+    perm = np.random.default_rng(5).permutation(len(X))
+    second = ClusterLabelModel.fit(X[perm], y[perm], k=2, seed=7, label_names=names)
+    for m in (first, second):
+        a, b = m.assign(X[[0, 45]])
+        assert m.cluster_names[a] == "y"  # tie y/z: y is listed first
+        assert m.cluster_names[b] == "x"  # tie x/y: x is listed first
+        assert m.shares[a] == pytest.approx(0.5)
+    # name_clusters directly: an empty cluster is named after label 0 with share 0.
+    counts, ids, shares = name_clusters(np.array([0, 0, 2, 2]), np.array([1, 0, 2, 1]), 3, 3)
+    assert list(ids) == [0, 0, 1] and list(shares) == [0.5, 0.0, 0.5]
+    assert counts.sum() == 4
+
+
+def test_cluster_model_saves_plain_arrays(tmp_path) -> None:
+    X, y = blobs([[(0, 30)], [(1, 20), (0, 3)]])
+    model = ClusterLabelModel.fit(X, y, k=2, label_names=["organ", "flute"])
+    model.save(tmp_path / CLUSTERS_NAME)
+    with np.load(tmp_path / CLUSTERS_NAME, allow_pickle=False) as z:  # readable without us
+        assert sorted(z["names"]) == ["flute", "organ"]
+    back = ClusterLabelModel.load(tmp_path / CLUSTERS_NAME)
+    assert np.array_equal(back.centroids, model.centroids)
+    assert back.cluster_names == model.cluster_names
+    assert np.allclose(back.shares, model.shares)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(SoundharvestError, match="bad.npz"):
+        ClusterLabelModel.load(tmp_path / "bad.npz")
+
+
+def test_elbow_choice_finds_the_blob_count() -> None:
+    X, y = blobs([[(i, 60)] for i in range(4)], dim=4, spread=0.3)
+    model, info, table = fit_clusters(X, y, ["a", "b", "c", "d"], k="elbow", max_k=12)
+    assert info["k"] == 4 and model.k == 4
+    assert sorted(model.cluster_names) == ["a", "b", "c", "d"]
+    assert list(table["k"]) == list(range(2, 13))
+    with pytest.raises(SoundharvestError, match="label_clusters.k"):
+        fit_clusters(X, y, ["a", "b", "c", "d"], k="knee")
+
+
+def test_summarize_frames_share_runner_up_and_timeline() -> None:
+    # 0.5 s hops: seconds 0 and 1 hold two frames each, second 2 one.
+    res = summarize_frames(np.array([1, 1, 0, 1, 2]), ["a", "b", "c"], 0.5)
+    assert res["label"] == "b" and res["share"] == pytest.approx(0.6)
+    assert res["runner_up"] == "a" and res["runner_up_share"] == pytest.approx(0.2)
+    assert [(t["start"], t["label"], t["share"]) for t in res["timeline"]] == [
+        (0, "b", 1.0),
+        (1, "a", 0.5),  # tie a/b in second 1: a is listed first
+        (2, "c", 1.0),
+    ]
+
+
+# ------------------------------------------------------------------------- scoring
+
+
+def test_score_eval_accuracy_and_confusion(tmp_path) -> None:
+    labels = ["drums", "flute", "organ", "voice"]  # drums has no NSynth family
+    X, y = blobs([[(1, 40)], [(2, 40)], [(3, 40)], [(0, 40)]], dim=4)
+    model = ClusterLabelModel.fit(X, y, k=4, label_names=labels)
+    from soundharvest.predict import write_predictor_dir
+
+    write_predictor_dir(tmp_path / "pred", model, SPEC, None, {"model": "raw"})
+    # Eval notes at the blob centres: flute, organ, vocal right; "vocal" notes in the drums
+    # blob get "(none)"; two organ notes sit in the flute blob.
+    codes = X[[0, 1, 40, 41, 42, 80, 81, 120, 121]]
+    codes[[3, 4]] = X[[2, 3]]
+    fam = ["flute", "flute", "organ", "organ", "organ", "vocal", "vocal", "vocal", "vocal"]
+    np.save(tmp_path / "codes.npy", codes)
+    pd.DataFrame({"note_str": [f"n{i}" for i in range(9)], "family": fam}).to_csv(
+        tmp_path / "notes.tsv", sep="\t", index=False
+    )
+    row = score_eval_file(
+        tmp_path / "codes.npy",
+        tmp_path / "notes.tsv",
+        tmp_path / "pred",
+        FAMILIES_TSV,
+        tmp_path / "score.tsv",
+        tmp_path / "confusion.png",
+        tmp_path / "confusion.tsv",
+    )
+    assert row["accuracy"] == pytest.approx(round(5 / 9, 4))
+    assert row["balanced_accuracy"] == pytest.approx(round((1 + 1 / 3 + 0.5) / 3, 4))
+    conf = pd.read_csv(tmp_path / "confusion.tsv", sep="\t").set_index("true")
+    assert conf.loc["vocal", NO_FAMILY] == 2 and conf.loc["organ", "flute"] == 2
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
+    assert pd.read_csv(tmp_path / "score.tsv", sep="\t")["model"].tolist() == ["raw"]
+    np.save(tmp_path / "codes3.npy", codes[:, :3])
+    with pytest.raises(SoundharvestError, match="dimensions"):
+        score_eval_file(
+            tmp_path / "codes3.npy",
+            tmp_path / "notes.tsv",
+            tmp_path / "pred",
+            FAMILIES_TSV,
+            tmp_path / "s.tsv",
+            tmp_path / "c.png",
+        )
+
+
+# ------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny autoencoder trained on stft frames of rendered flute and organ clips, its
+    predictor directory, the raw baseline's, and a held-out compressed clip per label."""
+    root = tmp_path_factory.mktemp("predict")
+    src = DemoSource(CLEAN)
+    labels = ["flute", "organ"]
+    frames, ids = [], []
+    held = {}
+    for lab_id, label in enumerate(labels):
+        cands = src.search(label, f"{label} solo", 4)
+        for c in cands[:3]:
+            audio, _ = src.render(label, c.video_id)
+            f, _ = compute_features(audio.astype(np.float32), 16000, "stft", {})
+            frames.append(f)
+            ids += [lab_id] * len(f)
+        audio, _ = src.render(label, cands[3].video_id)
+        held[label] = root / f"{label}.webm"
+        src.encode(audio, held[label])
+    x = np.concatenate(frames).astype(np.float16)
+    y = np.array(ids, dtype=np.int16)
+    perm = np.random.default_rng(0).permutation(len(x))
+    shard_dir = root / "shuffle"
+    shard_dir.mkdir()
+    np.save(shard_dir / "shard-00.npy", x[perm])
+    np.save(shard_dir / "shard-00.labels.npy", y[perm])
+    write_json(shard_dir / "labels.json", labels)
+    shards = [shard_dir / "shard-00.npy"]
+    weights = root / "train" / "weights.safetensors"
+    train(
+        shards,
+        weights,
+        root / "train" / "curves.tsv",
+        root / "train" / "curves.png",
+        model_type="ae",
+        arch={"hidden": [64], "latent": 6},
+        frames=30_000,
+        batch_size=128,
+        lr=2e-3,
+        threads=1,
+        device="cpu",
+        metadata={"model": "tiny", "features": SPEC},
+    )
+    meta = label_clusters_file(
+        shards, shard_dir / "labels.json", weights, root / "pred", k=6, sample_frames=4000
+    )
+    raw = label_clusters_file(
+        shards, shard_dir / "labels.json", None, root / "raw", k="elbow", max_k=8, features=SPEC
+    )
+    return {"root": root, "meta": meta, "raw": raw, "held": held, "shards": shards}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "soundharvest.cli", "predict", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_label_clusters_writes_a_loadable_directory(trained) -> None:
+    root, meta = trained["root"], trained["meta"]
+    assert meta["model"] == "tiny" and meta["k"] == 6 and meta["encoder"] == "weights"
+    assert sorted(p.name for p in (root / "pred").iterdir()) == [
+        CLUSTERS_NAME,
+        META_NAME,
+        "model.safetensors",
+    ]
+    pred = Predictor.load(root / "pred")
+    assert pred.kind == "stft" and pred.labels == ["flute", "organ"]
+    assert set(pred.clusters.cluster_names) == {"flute", "organ"}
+    raw = Predictor.load(root / "raw")
+    assert raw.model is None and raw.clusters.dim == 513
+    assert trained["raw"]["k_choice"].startswith("elbow") and 2 <= trained["raw"]["k"] <= 7
+    assert not (root / "raw" / "model.safetensors").exists()
+
+
+def test_predict_cli_labels_held_out_clips(trained) -> None:
+    held = trained["held"]
+    proc = run_cli(trained["root"] / "pred", held["flute"], held["organ"], "--json", "--frames")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["kind"] == "stft" and doc["model"] == "tiny"
+    got = {Path(r["file"]).stem: r for r in doc["results"]}
+    for label in ("flute", "organ"):
+        r = got[label]
+        assert r["label"] == label, r
+        assert r["share"] > 0.5 and r["share"] + r["runner_up_share"] <= 1.0 + 1e-9
+        assert len(r["timeline"]) == int(np.ceil(r["seconds"]))
+    text = run_cli(trained["root"] / "raw", held["organ"], "--frames")
+    assert text.returncode == 0, text.stderr
+    first, *timeline = text.stdout.strip().splitlines()
+    assert first.startswith(f"{held['organ']}: organ ") and "frames" in first
+    import re
+
+    spans = [re.fullmatch(r"\s+(\d+)-(\d+) s\s+(\w+)\s+(\d+)%", t) for t in timeline]
+    assert all(spans), timeline
+    assert [int(m[1]) for m in spans] == list(range(len(timeline))) and len(timeline) >= 3
+    assert {m[3] for m in spans} <= {"flute", "organ"}
+
+
+def test_predict_cli_bad_inputs(trained, tmp_path, capsys) -> None:
+    from soundharvest.cli import main
+
+    pred_dir = trained["root"] / "pred"
+    good = trained["held"]["flute"]
+    junk = tmp_path / "song.mp3"
+    junk.write_text("this is not audio\n")
+    missing = tmp_path / "nope.wav"
+    proc = run_cli(pred_dir, junk, good, missing)
+    assert proc.returncode == 1
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 2  # one line per bad file
+    assert str(junk) in err[0] and "cannot decode" in err[0]
+    assert err[1].endswith(f"{missing}: file not found")
+    assert proc.stdout.startswith(f"{good}: flute")  # the good file is still labelled
+
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    proc = run_cli(empty, good)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert f"{empty}: not a predictor directory" in proc.stderr
+    proc = run_cli(pred_dir, good, "--kind", "mel")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "feature kind mismatch" in proc.stderr
+
+    # The same command in-process for the other bad model directories.
+    import shutil
+
+    bad_dir = tmp_path / "mel_pred"  # meta.json says mel, the weights take stft frames
+    shutil.copytree(pred_dir, bad_dir)
+    meta = json.loads((bad_dir / META_NAME).read_text())
+    meta["features"] = {"kind": "mel", "params": {}, "sample_rate": 16000}
+    (bad_dir / META_NAME).write_text(json.dumps(meta))
+    capsys.readouterr()
+    for bad, why in ((junk, "not a directory"), (tmp_path / "absent", "not a directory"),
+                     (bad_dir, "feature kind mismatch")):  # fmt: skip
+        assert main(["predict", str(bad), str(good)]) == 1
+        out = capsys.readouterr()
+        assert out.out == "" and out.err.count("\n") == 1
+        assert str(bad) in out.err and why in out.err
+
+
+def test_label_clusters_rejects_other_kind_shards(trained, tmp_path) -> None:
+    shards = trained["shards"]
+    with pytest.raises(SoundharvestError, match="bins per frame"):
+        label_clusters_file(
+            shards,
+            shards[0].parent / "labels.json",
+            None,
+            tmp_path / "p",
+            k=2,
+            features={"kind": "mel", "params": {}, "sample_rate": 16000},
+        )

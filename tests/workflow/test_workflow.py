@@ -1,0 +1,76 @@
+"""Real Snakemake runs of the whole workflow on the tiny demo config.
+
+They are the workflow's contract: a complete run produces every output, a re-run does nothing,
+and a config change re-runs exactly what depends on it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+import yaml
+from wfutil import changed, snakemake, snapshot, tiny_config, write_config
+
+pytestmark = pytest.mark.workflow
+
+
+def test_complete_run_writes_catalog_and_summary(tiny_run):
+    catalog = pd.read_csv(tiny_run / "results" / "catalog.csv", dtype=str, keep_default_na=False)
+    assert set(catalog["label"]) == {"flute", "organ"}
+    assert set(catalog["status"]) <= {"ok", "failed", "skipped"}
+    assert (catalog["status"] == "ok").sum() >= 3
+    # every non-ok row says why
+    assert (catalog.loc[catalog["status"] != "ok", "reason"] != "").all()
+    summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
+    assert {(k, m) for k, m in zip(summary["kind"], summary["model"], strict=True)} == {
+        (k, m) for k in ("stft", "mel") for m in ("ae", "random", "raw", "pca")
+    }
+
+
+def test_nothing_to_do_after_a_complete_run(tiny_run):
+    proc = snakemake(tiny_run, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_dry_run_has_one_download_and_convert_per_video(tiny_copy):
+    for sub in ("downloads", "results/convert"):
+        for p in (tiny_copy / sub).rglob("*"):
+            if p.is_file() and ("status.json" in p.name or p.parent.name == "convert"):
+                p.unlink()
+    catalog = pd.read_csv(tiny_copy / "results" / "catalog.csv", dtype=str, keep_default_na=False)
+    usable = set(catalog.loc[~catalog["reason"].str.startswith("found by"), "video_id"])
+    proc = snakemake(tiny_copy, "-n", "--quiet", "rules")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert int(counts["download"]) == len(usable)
+    assert int(counts["convert"]) == len(usable)
+
+
+def test_changing_a_query_reruns_only_that_label(tiny_copy):
+    config = yaml.safe_load((tiny_copy / "config.yaml").read_text())
+    config["labels"]["organ"] = ["organ music", "pipe organ"]
+    write_config(tiny_copy, config)
+    before = snapshot(tiny_copy)
+    snakemake(tiny_copy)
+    touched = changed(before, snapshot(tiny_copy))
+    # the new query was searched, the old ones were not searched again
+    assert any(p.startswith("results/search/organ/") for p in touched)
+    assert not any(p.startswith("results/search/flute/") for p in touched)
+    # flute's data were not touched: no download, no conversion, no concatenation
+    catalog = pd.read_csv(tiny_copy / "results" / "catalog.csv", dtype=str, keep_default_na=False)
+    flute_ids = set(catalog.loc[catalog["label"] == "flute", "video_id"])
+    assert not any(any(v in p for v in flute_ids) for p in touched)
+    assert not any(p.startswith("results/concatenate/") and "flute" in p for p in touched)
+    assert any(p.startswith("results/concatenate/") and "organ" in p for p in touched)
+    assert "Nothing to be done" in snakemake(tiny_copy, "-n").stdout
+
+
+def test_bad_config_value_stops_with_one_line(tmp_path):
+    write_config(tmp_path, tiny_config(search={"results_per_query": -3}))
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "soundharvest:" in ln]
+    assert lines == [
+        "soundharvest: config: search.results_per_query = -3: -3 is less than the minimum of 1"
+    ]
