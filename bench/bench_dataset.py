@@ -29,8 +29,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Appended to Python children: their own peak RSS. ``ru_maxrss`` from ``wait4`` is not enough:
+#: Linux carries the peak of the process that forked the child across ``exec``.
+HWM_TRAILER = (
+    "\nimport re as _re\n"
+    "print('VMHWM_KB', _re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
+)
+
+
 def run_timed(cmd: list[str]) -> tuple[float, float, str]:
-    """Run ``cmd`` then ``sync``; return (seconds, peak RSS in MB of the child, stdout)."""
+    """Run ``cmd`` then ``sync``; return (seconds, peak RSS in MB of the child, stdout).
+
+    For ``python -c CODE`` the peak is the child's own ``VmHWM``; otherwise ``ru_maxrss``.
+    """
+    if len(cmd) == 3 and cmd[1] == "-c":
+        cmd = [cmd[0], "-c", cmd[2] + HWM_TRAILER]
     subprocess.run(["sync"], check=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -41,7 +54,8 @@ def run_timed(cmd: list[str]) -> tuple[float, float, str]:
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[:3]} failed with status {proc.returncode}")
-    return dt, usage.ru_maxrss / 1024.0, out  # ru_maxrss is in KiB on Linux
+    hwm = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("VMHWM_KB ")]
+    return dt, (hwm[-1] if hwm else usage.ru_maxrss) / 1024.0, out  # both in KiB
 
 
 def make_inputs(root: Path, size_bytes: int, n_labels: int, bins: int, seed: int) -> dict:
@@ -140,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 dt, rss, out = run_timed([py, "-c", code])
                 res[mode]["s"].append(dt)
                 res[mode]["rss"].append(rss)
-                res[mode]["stats"] = json.loads(out.strip().splitlines()[-1])
+                res[mode]["stats"] = json.loads(out.strip().splitlines()[-2])
                 shards = sorted((work / "shards").glob("shard-??.npy"))
                 res[mode]["rows"] = [int(np.load(p, mmap_mode="r").shape[0]) for p in shards]
         print("times (s), in run order:")

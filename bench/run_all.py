@@ -27,7 +27,10 @@ def main(argv: list[str]) -> int:
         print(f"\n== bench {name} " + "=" * 60, flush=True)
         start = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         print(proc.stdout, flush=True)
         verdicts = [ln for ln in proc.stdout.splitlines() if "PASS" in ln or "FAIL" in ln]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -64,19 +66,75 @@ def decode(
     return np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32) / 32768.0
 
 
+#: libsndfile's note on a data chunk whose declared size disagrees with the file.
+_DATA_SIZE_NOTE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+
+
+def wav_header_problem(info: sf._SoundFileInfo) -> str:
+    """Why a wav's header cannot be trusted, or ``""``.
+
+    libsndfile quietly reads what is there when the header promises more sample data than the
+    file holds (a truncated copy, a download cut short), so a note or a clip would come out
+    shorter than its header says without any error. Sizes of 0 and 0xFFFFFFFF are the
+    placeholders of a wav written to a pipe, not lies.
+
+    :param info: ``soundfile.info(path)``.
+    """
+    match = _DATA_SIZE_NOTE.search(getattr(info, "extra_info", "") or "")
+    if match is None:
+        return ""
+    declared, actual = int(match.group(1)), int(match.group(2))
+    if declared <= actual or declared == 0 or declared >= 0xFFFFFF00:
+        return ""
+    return (
+        f"its header promises {declared} bytes of samples but the file holds {actual} "
+        "(truncated or corrupt)"
+    )
+
+
 def read_wav(path: Pathlike) -> tuple[np.ndarray, int]:
-    """Read a wav file as mono float32, returning ``(samples, sample_rate)``."""
+    """Read a wav file as mono float32, returning ``(samples, sample_rate)``.
+
+    :raises SoundharvestError: one line naming the file if it is not a wav or its header lies.
+    """
     try:
+        problem = wav_header_problem(sf.info(str(path)))
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
-        raise SoundharvestError(f"{path}: not a readable wav file ({e})") from None
+        reason = " ".join(str(e).split())
+        raise SoundharvestError(f"{path}: not a readable wav file ({reason})") from None
+    if problem:
+        raise SoundharvestError(f"{path}: {problem}; re-create the file")
     return data.mean(axis=1), sr
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A complete mono 16-bit PCM wav file in memory.
+
+    :param samples: float in [-1, 1] (clipped) or int16.
+    """
+    samples = np.asarray(samples)
+    if samples.dtype != np.int16:
+        samples = np.clip(samples.astype(np.float32, copy=False), -1.0, 1.0)
+    buf = io.BytesIO()
+    sf.write(buf, samples, sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def write_wav_file(path: Pathlike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write a mono 16-bit wav to ``path`` in place (callers wrap it in ``atomic_path``).
+
+    The file is encoded in memory and written by Python, because libsndfile reports a full disk
+    as a bare "System error."; this way it is an ``OSError(ENOSPC)`` naming the file.
+    """
+    data = wav_bytes(samples, sample_rate)
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 def write_wav(path: Pathlike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write mono 16-bit PCM wav atomically."""
     from .io import atomic_path
 
-    samples = np.asarray(samples, dtype=np.float32)
     with atomic_path(Path(path)) as tmp:
-        sf.write(str(tmp), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        write_wav_file(tmp, np.asarray(samples, dtype=np.float32), sample_rate)

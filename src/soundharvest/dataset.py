@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from .io import Pathlike, SoundharvestError, atomic_path, log, write_json, write_text
+from .io import (
+    Pathlike,
+    SoundharvestError,
+    atomic_path,
+    disk_full_error,
+    is_disk_full,
+    log,
+    write_json,
+    write_text,
+)
 
 #: Rows per random draw of the shuffle. Fixed (not derived from the memory budget) so that the
 #: random stream, hence the shards, do not depend on the budget or on block sizes.
@@ -167,7 +176,12 @@ def _readinto_exact(fh, mv: memoryview, path: Pathlike) -> None:
 
 def _write_all(fh, data: np.ndarray) -> None:
     if data.size:
-        fh.write(memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8)))
+        mv = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+        # An unbuffered file's write may be short (a disk filling up): write the rest, so that
+        # the next write raises ENOSPC instead of leaving a hole of zeros in the output.
+        done = 0
+        while done < len(mv):
+            done += fh.write(mv[done:])
 
 
 @contextlib.contextmanager
@@ -217,7 +231,9 @@ def _copy_range(src_fd: int, src_off: int, dst_fd: int, dst_off: int, nbytes: in
             chunk = os.pread(src_fd, min(nbytes, 16 << 20), src_off)
             if not chunk:
                 raise SoundharvestError("source file ended early during copy") from None
-            os.pwrite(dst_fd, chunk, dst_off)
+            done = 0
+            while done < len(chunk):  # a short write (disk filling up) is not an error yet
+                done += os.pwrite(dst_fd, memoryview(chunk)[done:], dst_off + done)
             src_off, dst_off, nbytes = (
                 src_off + len(chunk),
                 dst_off + len(chunk),
@@ -707,6 +723,10 @@ def shuffle(
             finally:
                 writer.close()
         write_json(labels_path, labels)
+    except OSError as e:
+        if is_disk_full(e):  # the temporary cells: one line naming where they were
+            raise disk_full_error(tmp_dir, e) from None
+        raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     t2 = time.perf_counter()

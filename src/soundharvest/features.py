@@ -193,8 +193,6 @@ def _one_blas_thread():
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        import contextlib
-
         return contextlib.nullcontext()
     return threadpool_limits(1, user_api="blas")
 

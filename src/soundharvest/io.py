@@ -8,9 +8,11 @@ half-written file under the final name that Snakemake or a later stage would tru
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +30,29 @@ class SoundharvestError(Exception):
     """An error with a one-line message meant for the user (file, field, fix)."""
 
 
+#: errno values that mean "the disk (or the user's quota) is full".
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: numpy's ``tofile``/``np.save`` report a short write (a full disk) without an errno.
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says that the disk (or quota) is full."""
+    if not isinstance(error, OSError):
+        return False
+    if error.errno in _DISK_FULL:
+        return True
+    return error.errno is None and bool(_SHORT_WRITE.match(str(error)))
+
+
+def disk_full_error(path: Pathlike, error: OSError) -> SoundharvestError:
+    """The one-line error for a write to ``path`` that failed because the disk is full."""
+    return SoundharvestError(
+        f"{path}: no space left on the device while writing it ({error.strerror or error}); "
+        "nothing was written under this name: free some space (or move results/downloads) and re-run"
+    )
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -43,7 +68,8 @@ def atomic_path(path: Pathlike, *, fsync: bool = True) -> Iterator[Path]:
 
     The temporary file keeps ``path``'s suffix (so that tools that look at extensions, such as
     ffmpeg or ``numpy.save``, behave) and starts with a dot so that globbing ignores it. On any
-    exception the temporary file is removed and the final path is left untouched.
+    exception the temporary file is removed and the final path is left untouched; a full disk
+    (``ENOSPC``, ``EDQUOT``) is reported as a one-line :class:`SoundharvestError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,9 +86,11 @@ def atomic_path(path: Pathlike, *, fsync: bool = True) -> Iterator[Path]:
         os.replace(tmp_path, path)
         if fsync:
             _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if is_disk_full(e):
+            raise disk_full_error(path, e) from None
         raise
 
 
@@ -94,8 +122,38 @@ def write_tsv(path: Pathlike, frame) -> None:
 
 def save_npy(path: Pathlike, array: np.ndarray) -> None:
     """Save ``array`` as ``.npy`` atomically."""
+    array = np.asarray(array)
+    if array.dtype.hasobject:
+        raise SoundharvestError(f"{path}: object arrays cannot be saved as plain .npy")
+    header = np.lib.format.header_data_from_array_1_0(array)
+    header["fortran_order"] = False  # the data is written in C order below
+    data = np.require(array, requirements="C")
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.asarray(array), allow_pickle=False)
+        # The header by numpy, the data by Python's write: numpy's own ``tofile`` reports a
+        # full disk as a short write without an errno.
+        try:
+            np.lib.format.write_array_header_1_0(fh, header)
+        except ValueError:  # a header too long for format 1.0 (very wide structured dtypes)
+            fh.seek(0)
+            fh.truncate()
+            np.lib.format.write_array_header_2_0(fh, header)
+        if data.size:
+            fh.write(memoryview(data.reshape(-1).view(np.uint8)))
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of ``path``'s current size (raises ``OSError(ENOSPC)``)."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
+        return
+    with open(path, "r+b") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size:
+            try:
+                os.posix_fallocate(fh.fileno(), 0, size)
+            except OSError as e:
+                if e.errno in _DISK_FULL:
+                    raise
+                # EOPNOTSUPP/EINVAL: a filesystem without fallocate; the writes will tell.
 
 
 @contextlib.contextmanager
@@ -109,6 +167,9 @@ def open_memmap_atomic(
     """
     with atomic_path(path) as tmp:
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
+        # Reserve the blocks now: the map is a sparse file, and a store into a page that the
+        # full disk cannot back kills the process with SIGBUS instead of raising ENOSPC.
+        _reserve(tmp)
         try:
             yield mm
             mm.flush()
@@ -145,8 +206,9 @@ def setup_logging(log_file: Pathlike | None = None, level: int = logging.INFO) -
 
 
 def run_logged(log_file: Pathlike | None, func, *args, **kwargs):
-    """Run ``func`` with logging to ``log_file``; a SoundharvestError ends the process with its
-    one-line message (no traceback), any other error is logged with its traceback and re-raised.
+    """Run ``func`` with logging to ``log_file``; a SoundharvestError (or a full disk) ends the
+    process with its one-line message (no traceback), any other error is logged with its
+    traceback and re-raised.
 
     This is what every ``workflow/scripts`` adapter calls.
     """
@@ -155,6 +217,13 @@ def run_logged(log_file: Pathlike | None, func, *args, **kwargs):
         return func(*args, **kwargs)
     except SoundharvestError as e:
         logger.error("%s", e)
+        raise SystemExit(1) from None
+    except OSError as e:
+        if not is_disk_full(e):
+            logger.exception("unexpected error")
+            raise
+        # A full disk outside atomic_path (a temporary work file): still one line.
+        logger.error("%s", disk_full_error(e.filename or "a temporary file", e))
         raise SystemExit(1) from None
     except Exception:
         logger.exception("unexpected error")

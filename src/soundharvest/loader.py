@@ -39,6 +39,104 @@ def labels_path(shard: Pathlike) -> Path:
     return shard.with_name(shard.name[: -len(".npy")] + ".labels.npy")
 
 
+def rows_path(shard: Pathlike) -> Path:
+    """The source-row side array of a shard: ``shard-00.npy`` -> ``shard-00.rows.npy``."""
+    shard = Path(shard)
+    return shard.with_name(shard.name[: -len(".npy")] + ".rows.npy")
+
+
+class ClipPositives:
+    """Partner frames for contrastive training: same clip, at most ``max_offset`` frames away.
+
+    A shard row's global source row (``shard-XX.rows.npy``) is its position in the concatenation
+    of the shuffle's inputs, in the order given; each input is a concatenate-stage ``<label>.npy``
+    with its ``<label>.index.tsv`` (``video_id``, ``first_row``, ``n_rows``) beside it. So the
+    inputs, in the shuffle's order, locate every row's clip, and a partner is drawn uniformly
+    from the clip's rows within ``max_offset`` of it (itself only when the clip has one row).
+
+    :param sources: the concatenate-stage ``.npy`` files, in the order the shuffle read them.
+    :param max_offset: largest distance in frames (rows) to the partner (hop 512 at 16 kHz:
+        8 frames = 0.26 s, about a note or two apart).
+    :param scope: ``"clip"`` (the free signal: same clip, near in time) or ``"label"`` (weak
+        supervision: any frame of the same input file, i.e. the same query label; then
+        ``max_offset`` is ignored). Label scope is no longer unsupervised: report it apart.
+    """
+
+    def __init__(
+        self, sources: Sequence[Pathlike], max_offset: int = 8, scope: str = "clip"
+    ) -> None:
+        if scope not in ("clip", "label"):
+            raise SoundharvestError(f"positives scope = {scope!r}: use clip or label")
+        self.scope = scope
+        if not sources:
+            raise SoundharvestError("positives: no concatenate files given for clip partners")
+        if int(max_offset) < 1:
+            raise SoundharvestError(f"context max_offset = {max_offset}: give an integer >= 1")
+        self.max_offset = int(max_offset)
+        self.arrays: list[np.ndarray] = []
+        starts, stops = [], []
+        offset = 0
+        for src in sources:
+            src = Path(src)
+            a = load_npy(src)
+            index = src.with_name(src.name[: -len(".npy")] + ".index.tsv")
+            if not index.is_file():
+                raise SoundharvestError(
+                    f"{index}: concatenation index not found beside {src.name}; "
+                    "re-run the concatenate stage"
+                )
+            from .dataset import read_index  # dataset imports nothing from here: no cycle
+
+            spans = read_index(index)
+            if scope == "label":  # one span: the whole label file
+                spans = [("", 0, a.shape[0])] if a.shape[0] else []
+            for _vid, first, n in spans:
+                if first < 0 or first + n > a.shape[0]:
+                    raise SoundharvestError(
+                        f"{index}: rows {first}..{first + n} beyond the {a.shape[0]} rows of "
+                        f"{src.name}; re-run the concatenate stage"
+                    )
+                starts.append(offset + first)
+                stops.append(offset + first + n)
+            self.arrays.append(a)
+            offset += a.shape[0]
+        self.offsets = np.cumsum([0] + [a.shape[0] for a in self.arrays])
+        order = np.argsort(starts, kind="stable")
+        self.clip_start = np.asarray(starts, dtype=np.int64)[order]
+        self.clip_stop = np.asarray(stops, dtype=np.int64)[order]
+        self.n_rows = int(offset)
+
+    def partner_rows(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Global rows of one partner per row (same clip, within ``max_offset``)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        clip = np.searchsorted(self.clip_start, rows, side="right") - 1
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.n_rows or clip.min() < 0):
+            raise SoundharvestError(
+                "positives: shard rows beyond the concatenate files; give the shuffle's inputs "
+                "in the shuffle's order"
+            )
+        reach = self.max_offset if self.scope == "clip" else self.n_rows
+        lo = np.maximum(self.clip_start[clip], rows - reach)
+        hi = np.minimum(self.clip_stop[clip] - 1, rows + reach)
+        # Uniform over [lo, hi] without the row itself (when there is another row).
+        width = hi - lo
+        draw = lo + (rng.random(len(rows)) * width).astype(np.int64)
+        draw = np.where(draw >= rows, draw + 1, draw)
+        return np.where(width > 0, np.minimum(draw, hi), rows)
+
+    def frames(self, rows: np.ndarray) -> np.ndarray:
+        """The frames of global ``rows`` as float32 ``(n, bins)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        src = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows), self.arrays[0].shape[1]), dtype=np.float32)
+        for i in np.unique(src):
+            sel = np.flatnonzero(src == i)
+            local = rows[sel] - self.offsets[i]
+            order = np.argsort(local)  # sorted reads: friendlier to the page cache
+            out[sel[order]] = self.arrays[i][local[order]]
+        return out
+
+
 class ShardReader:
     """Deterministic batches over shards, block by block.
 
@@ -48,6 +146,8 @@ class ShardReader:
         It is part of the order, so keep it fixed when resuming a run.
     :param seed: seed of the block order (pass ``p`` uses ``(seed, p)``).
     :param with_labels: also yield the int64 labels from ``shard-XX.labels.npy``.
+    :param with_rows: also yield the int64 global source rows from ``shard-XX.rows.npy``
+        (after the labels, if both).
     :param device: where batches are delivered (``"cpu"`` or a CUDA device).
     :param prefetch: blocks read ahead by a background thread; 0 reads in the caller's thread.
     """
@@ -62,6 +162,7 @@ class ShardReader:
         with_labels: bool = False,
         device: str | torch.device = "cpu",
         prefetch: int = 2,
+        with_rows: bool = False,
     ) -> None:
         if not paths:
             raise SoundharvestError("shards: no shard files given; run the shuffle stage first")
@@ -74,6 +175,8 @@ class ShardReader:
         self.block_rows = int(block_rows)
         self.seed = int(seed)
         self.with_labels = with_labels
+        self.with_rows = with_rows
+        self.rows: list[np.ndarray] = []
         self.device = torch.device(device)
         self.prefetch = int(prefetch)
         self.arrays: list[np.ndarray] = []
@@ -106,6 +209,15 @@ class ShardReader:
                         "re-run the shuffle stage"
                     )
                 self.labels.append(lab)
+            if with_rows:
+                rp = rows_path(p)
+                r = load_npy(rp)
+                if r.shape != (a.shape[0],):
+                    raise SoundharvestError(
+                        f"{rp}: shape {r.shape}, expected ({a.shape[0]},) to match {p.name}; "
+                        "re-run the shuffle stage"
+                    )
+                self.rows.append(r)
         self.n_bins = int(n_bins)
         self.shard_rows = [int(a.shape[0]) for a in self.arrays]
         self.n_rows = int(sum(self.shard_rows))
@@ -162,12 +274,16 @@ class ShardReader:
             # np.array(..., copy=True) also forces float32 shards off the memmap, so page faults
             # happen here (in the prefetch thread) and not inside the training step.
             x = torch.from_numpy(np.array(src, dtype=np.float32, copy=True))
-        if not self.with_labels:
-            return (x,)
-        y = torch.from_numpy(np.array(self.labels[shard][a:b], dtype=np.int64))
-        if self.device.type == "cuda":
-            y = y.pin_memory().to(self.device, non_blocking=True)
-        return (x, y)
+        out = [x]
+        if self.with_labels:
+            y = torch.from_numpy(np.array(self.labels[shard][a:b], dtype=np.int64))
+            if self.device.type == "cuda":
+                y = y.pin_memory().to(self.device, non_blocking=True)
+            out.append(y)
+        if self.with_rows:
+            # Rows stay on the CPU: they index files, not tensors on the device.
+            out.append(torch.from_numpy(np.array(self.rows[shard][a:b], dtype=np.int64)))
+        return tuple(out)
 
     def _blocks(self, start: int, stop: int | None) -> Iterator[tuple[torch.Tensor, ...]]:
         segs = self._segments(start, stop)
@@ -226,7 +342,8 @@ class ShardReader:
                     current = torch.cuda.current_stream(self.device)
                     current.wait_event(event)
                     for t in item:  # memory allocated on the side stream, used on this one
-                        t.record_stream(current)
+                        if t.is_cuda:
+                            t.record_stream(current)
                 yield item
         finally:
             stop_event.set()
@@ -265,7 +382,7 @@ class ShardReader:
             yield self._out(tuple(torch.cat(ts) for ts in zip(*pending, strict=True)))
 
     def _out(self, item: tuple[torch.Tensor, ...]):
-        return item if self.with_labels else item[0]
+        return item if (self.with_labels or self.with_rows) else item[0]
 
     def epoch(self, pass_index: int = 0) -> Iterator:
         """All batches of one pass: every frame of every shard exactly once."""

@@ -164,10 +164,69 @@ def encoder_dims(in_dim: int, arch: Mapping[str, Any]) -> list[int]:
     return [int(in_dim), *arch["hidden"], int(arch["latent"])]
 
 
-class Autoencoder(nn.Module):
-    """Encoder ``f`` and mirrored decoder ``g`` built from an architecture dict."""
+#: Input normalisations of the encoder (the decoder always reconstructs the [0, 1] frame).
+NORMALIZATIONS = ("none", "frame", "bin")
 
-    def __init__(self, in_dim: int, arch: Mapping[str, Any]) -> None:
+# Floor of a standard deviation: a constant frame (silence clipped at -80 dB) or a bin that never
+# moves would otherwise divide by zero; 1e-3 is far below the spread of any real frame in [0, 1].
+NORM_EPS = 1e-3
+
+
+class Normalizer(nn.Module):
+    """Standardisation of the encoder's input.
+
+    ``none``: the frame as it is (the thesis' fixed [-80, 0] dB -> [0, 1] scaling only).
+    ``frame``: each frame minus its own mean over bins, divided by its own standard deviation,
+    which removes the frame's overall level (loudness) and keeps its spectral shape.
+    ``bin``: each bin minus its mean over the training frames, divided by its standard
+    deviation; the statistics are buffers (saved with the weights), set by :meth:`fit`.
+    """
+
+    def __init__(self, mode: str, in_dim: int) -> None:
+        super().__init__()
+        if mode not in NORMALIZATIONS:
+            raise SoundharvestError(
+                f"normalize = {mode!r}: use one of {', '.join(NORMALIZATIONS)}"
+            )
+        self.mode = mode
+        if mode == "bin":
+            self.register_buffer("mean", torch.zeros(int(in_dim)))
+            self.register_buffer("std", torch.ones(int(in_dim)))
+
+    @torch.no_grad()
+    def fit(self, frames: torch.Tensor) -> None:
+        """Set the per-bin statistics from a sample of training frames ``(n, in_dim)``."""
+        if self.mode != "bin":
+            return
+        f = frames.float()
+        self.mean.copy_(f.mean(dim=0))
+        self.std.copy_(f.std(dim=0).clamp_min(NORM_EPS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "frame":
+            mu = x.mean(dim=-1, keepdim=True)
+            sd = x.std(dim=-1, keepdim=True).clamp_min(NORM_EPS)
+            return (x - mu) / sd
+        if self.mode == "bin":
+            return (x - self.mean) / self.std
+        return x
+
+
+class Autoencoder(nn.Module):
+    """Encoder ``f`` and mirrored decoder ``g`` built from an architecture dict.
+
+    :param normalize: input normalisation of the encoder (:class:`Normalizer`); the decoder
+        still reconstructs the frame as given, so the reconstruction loss is unchanged.
+    :param l2_codes: codes are L2-normalised (unit vectors), as a contrastive loss sees them.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        arch: Mapping[str, Any],
+        normalize: str = "none",
+        l2_codes: bool = False,
+    ) -> None:
         super().__init__()
         arch = resolve_arch(arch)
         dims = encoder_dims(in_dim, arch)
@@ -177,10 +236,13 @@ class Autoencoder(nn.Module):
         self.decoder = MLP(
             dims[::-1], arch["activation"], arch["output_activation"], arch["leaky_slope"]
         )
+        self.normalizer = Normalizer(normalize, in_dim)
+        self.l2_codes = bool(l2_codes)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latent codes ``f(x)``."""
-        return self.encoder(x)
+        """Latent codes ``f(x)`` (of the normalised input; unit vectors with ``l2_codes``)."""
+        z = self.encoder(self.normalizer(x))
+        return F.normalize(z, dim=-1) if self.l2_codes else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstructions ``g(z)``."""
@@ -188,7 +250,7 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(z, x_hat)``."""
-        z = self.encoder(x)
+        z = self.encode(x)
         return z, self.decoder(z)
 
 
@@ -264,17 +326,43 @@ def _build_acai(in_dim: int, arch: dict[str, Any]) -> nn.Module:
     return ACAI(in_dim, arch)
 
 
+@register_model("contrastive")
+def _build_contrastive(in_dim: int, arch: dict[str, Any]) -> nn.Module:
+    # The autoencoder's shape (its decoder serves an optional reconstruction term), with unit
+    # codes: the contrastive loss compares cosines, so k-means sees the space the loss shaped.
+    return Autoencoder(in_dim, arch, l2_codes=True)
+
+
+def autoencoder_of(model: nn.Module) -> Autoencoder:
+    """The :class:`Autoencoder` inside ``model`` (the model itself, or ACAI's)."""
+    ae = model if isinstance(model, Autoencoder) else getattr(model, "autoencoder", None)
+    if not isinstance(ae, Autoencoder):
+        raise SoundharvestError(f"{type(model).__name__}: no autoencoder inside to normalise")
+    return ae
+
+
 def build_model(
-    model_type: str, in_dim: int, arch: Mapping[str, Any] | str, seed: int = 0
+    model_type: str,
+    in_dim: int,
+    arch: Mapping[str, Any] | str,
+    seed: int = 0,
+    normalize: str = "none",
 ) -> nn.Module:
     """Build a model with seeded initial weights (independent of the global RNG state).
 
-    :param model_type: a registered type (``acai``, ``ae``, ``random``, ...).
+    :param model_type: a registered type (``acai``, ``ae``, ``random``, ``contrastive``, ...).
     :param in_dim: input dimension (bins per frame).
     :param arch: architecture dict or preset name (see :func:`resolve_arch`).
     :param seed: initialisation seed; the same arguments always give the same weights.
+    :param normalize: the encoder's input normalisation (:data:`NORMALIZATIONS`); ``bin``
+        statistics start at mean 0, std 1 until :meth:`Normalizer.fit` sets them. It adds no
+        parameters, so the initial weights do not depend on it.
     :return: the model on the CPU, in float32.
     """
+    if normalize not in NORMALIZATIONS:
+        raise SoundharvestError(
+            f"normalize = {normalize!r}: use one of {', '.join(NORMALIZATIONS)}"
+        )
     if model_type not in MODEL_TYPES:
         raise SoundharvestError(
             f"model type {model_type!r}: unknown; use one of {', '.join(sorted(MODEL_TYPES))}"
@@ -286,4 +374,7 @@ def build_model(
     # on nor disturbs anything else's randomness.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return MODEL_TYPES[model_type](in_dim, arch)
+        model = MODEL_TYPES[model_type](in_dim, arch)
+    if normalize != "none":
+        autoencoder_of(model).normalizer = Normalizer(normalize, in_dim)
+    return model

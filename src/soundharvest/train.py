@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from .io import Pathlike, SoundharvestError, atomic_path, write_tsv
-from .loader import BLOCK_ROWS, ShardReader
-from .models import build_model, resolve_arch
+from .loader import BLOCK_ROWS, ClipPositives, ShardReader
+from .models import autoencoder_of, build_model, resolve_arch
 
 log = logging.getLogger("soundharvest")
 
@@ -68,11 +68,16 @@ COMPILE_MODES = ("auto", "eager", "compile", "reduce-overhead", "cudagraph")
 class Objective:
     """One model type's loss and optimiser. Subclasses implement :meth:`losses`.
 
+    ``needs_pairs = True`` marks an objective whose batches are ``(b, 2, bins)``: each frame with
+    a partner from the same clip (see :class:`ContrastiveObjective`).
+
     :param model: the module from :func:`soundharvest.models.build_model` (on its device).
     :param lr: Adam learning rate.
     :param seed: seed of the objective's own random numbers (e.g. ACAI's alpha).
     :param amp_dtype: autocast dtype (``torch.bfloat16`` on GPU) or ``None`` for float32.
     """
+
+    needs_pairs = False
 
     def __init__(
         self,
@@ -170,7 +175,7 @@ class AcaiObjective(Objective):
         reg = float(self.hparams.get("reg", 0.2))
         ae, critic = self.model.autoencoder, self.model.critic
         b = x.shape[0]
-        z = ae.encoder(x)
+        z = ae.encode(x)
         # Pair frame i with frame b-1-i (the reference's encode[::-1]).
         z_mix = alpha * z + (1 - alpha) * z.flip(0)
         decoded = ae.decoder(torch.cat([z, z_mix]))  # one decoder call for both halves
@@ -206,11 +211,51 @@ class AcaiObjective(Objective):
         return ae_loss + critic_loss, metrics
 
 
+class ContrastiveObjective(Objective):
+    """InfoNCE on pairs of frames from the same clip, close in time (the data's free signal).
+
+    A batch is ``(b, 2, bins)``: frame ``i`` and a partner from the same clip at most a few
+    frames away (:class:`soundharvest.loader.ClipPositives`). Same clip means same recording and
+    mostly the same instrument, but often another pitch and level, so pulling the two codes
+    together teaches the encoder what stays constant in a clip (timbre) and to ignore what
+    changes (pitch, loudness). The other ``b - 1`` partners in the batch are the negatives; the
+    loss is symmetric (both directions), on unit codes with temperature ``temperature``
+    (default 0.1, SimCLR's order of magnitude). ``recon_weight`` (default 0) adds the
+    autoencoder's reconstruction error of the first frames.
+    """
+
+    needs_pairs = True
+
+    def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tau = float(self.hparams.get("temperature", 0.1))
+        recon_weight = float(self.hparams.get("recon_weight", 0.0))
+        b = x.shape[0]
+        z = self.model.encode(torch.cat([x[:, 0], x[:, 1]])).float()  # unit codes
+        z1, z2 = z[:b], z[b:]
+        logits = z1 @ z2.T / tau
+        target = torch.arange(b, device=x.device)
+        nce = 0.5 * (
+            torch.nn.functional.cross_entropy(logits, target)
+            + torch.nn.functional.cross_entropy(logits.T, target)
+        )
+        nan = torch.full_like(nce, float("nan"))
+        if recon_weight > 0:
+            recon = torch.mean(torch.square(self.model.decode(z1).float() - x[:, 0]))
+        else:
+            recon = nan
+        total = nce + recon_weight * recon if recon_weight > 0 else nce
+        with torch.no_grad():
+            # Share of frames whose own partner is the closest code: a training accuracy.
+            top1 = (logits.argmax(dim=1) == target).float().mean()
+        return total, torch.stack([nce.detach(), recon.detach(), nan, nan, nan, top1])
+
+
 #: model type -> objective class (None: the model is never trained).
 OBJECTIVES: dict[str, type[Objective] | None] = {
     "acai": AcaiObjective,
     "ae": AeObjective,
     "random": None,
+    "contrastive": ContrastiveObjective,
 }
 
 
@@ -416,7 +461,13 @@ def load_model(
     if raw is None:
         raise SoundharvestError(f"{path}: no 'soundharvest' metadata; not written by train()")
     meta = json.loads(raw)
-    model = build_model(meta["model_type"], int(meta["in_dim"]), meta["arch"], int(meta["seed"]))
+    model = build_model(
+        meta["model_type"],
+        int(meta["in_dim"]),
+        meta["arch"],
+        int(meta["seed"]),
+        normalize=meta.get("normalize", "none"),
+    )
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -491,6 +542,12 @@ def train(
     amp: str = "auto",
     compile: str = "auto",
     callback: Callable[[int, dict[str, float] | None], None] | None = None,
+    normalize: str = "none",
+    positives: Sequence[Pathlike] | None = None,
+    max_offset: int = 8,
+    temperature: float = 0.1,
+    recon_weight: float = 0.0,
+    positive_scope: str = "clip",
 ) -> dict[str, Any]:
     """Train one model on the shuffled shards for exactly ``frames`` frames.
 
@@ -521,6 +578,16 @@ def train(
         ``compile`` (torch.compile), ``reduce-overhead``, ``cudagraph``.
     :param callback: called after every step with ``(frames_seen, row)``; ``row`` is the curve
         row (dict) at logging steps, else ``None``.
+    :param normalize: the encoder's input normalisation: ``none`` (the thesis), ``frame``
+        (each frame standardised over its bins) or ``bin`` (per-bin mean and std of a sample of
+        up to :data:`BLOCK_ROWS` training frames, stored with the weights).
+    :param positives: for pair objectives (``contrastive``): the concatenate-stage ``.npy``
+        files the shuffle read, in its order (:class:`soundharvest.loader.ClipPositives`).
+    :param max_offset: pair objectives: largest distance in frames from a frame to its partner.
+    :param temperature: ``contrastive``: InfoNCE temperature on cosine similarities.
+    :param recon_weight: ``contrastive``: weight of an added reconstruction term (0: none).
+    :param positive_scope: pair objectives: ``clip`` (same clip, within ``max_offset``; no
+        labels used) or ``label`` (any frame of the same query label: weak supervision).
     :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
     """
     if model_type not in OBJECTIVES:
@@ -537,7 +604,30 @@ def train(
         shard_paths, batch_size, block_rows=block_rows, seed=seed, device=dev, prefetch=prefetch
     )
     in_dim = reader.n_bins
-    model = build_model(model_type, in_dim, arch, seed).to(dev)
+    model = build_model(model_type, in_dim, arch, seed, normalize=normalize).to(dev)
+    if normalize == "bin":
+        # Per-bin statistics from the stream's first rows (a uniform sample: shards are shuffled).
+        sample = torch.cat(list(reader.batches(0, min(reader.n_rows, BLOCK_ROWS))))
+        autoencoder_of(model).normalizer.fit(sample.to(dev))
+        del sample
+    objective_cls = OBJECTIVES[model_type]
+    pairs = None
+    if objective_cls is not None and objective_cls.needs_pairs:
+        if not positives:
+            raise SoundharvestError(
+                f"model type {model_type!r} trains on pairs of frames of one clip: give the "
+                "concatenate files the shuffle read (positives)"
+            )
+        pairs = ClipPositives(positives, max_offset, positive_scope)
+        reader = ShardReader(
+            shard_paths,
+            batch_size,
+            block_rows=block_rows,
+            seed=seed,
+            device=dev,
+            prefetch=prefetch,
+            with_rows=True,
+        )
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "model_type": model_type,
@@ -548,8 +638,16 @@ def train(
         "lr": float(lr),
         "advweight": float(advweight),
         "reg": float(reg),
+        "normalize": normalize,
         "extra": dict(metadata or {}),
     }
+    if pairs is not None:
+        meta.update(
+            max_offset=int(max_offset),
+            temperature=float(temperature),
+            recon_weight=float(recon_weight),
+            positive_scope=positive_scope,
+        )
     title = f"{model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
     log.info(
         "train %s: %d frames of %d bins in %d shard(s), device %s, %d thread(s)",
@@ -561,7 +659,6 @@ def train(
         n_threads,
     )
 
-    objective_cls = OBJECTIVES[model_type]
     if objective_cls is None:
         # Never trained: weights as initialised, and the reconstruction loss on a sample so the
         # report can compare trained models against it.
@@ -590,7 +687,14 @@ def train(
         raise SoundharvestError(f"amp = {amp!r}: use auto, bf16 or none")
     model.train()
     objective = objective_cls(
-        model, lr=lr, seed=seed, amp_dtype=amp_dtype, advweight=advweight, reg=reg
+        model,
+        lr=lr,
+        seed=seed,
+        amp_dtype=amp_dtype,
+        advweight=advweight,
+        reg=reg,
+        temperature=temperature,
+        recon_weight=recon_weight,
     )
     stepper = Stepper(objective, compile)
     checkpoint_every = int(checkpoint_every or max(batch_size, frames // 10))
@@ -606,6 +710,20 @@ def train(
         reg=reg,
         seed=seed,
         block_rows=block_rows,
+        **({} if normalize == "none" else {"normalize": normalize}),
+        **(
+            {}
+            if pairs is None
+            else {
+                "pairs": [
+                    max_offset,
+                    temperature,
+                    recon_weight,
+                    positive_scope,
+                    [str(p) for p in positives],
+                ]
+            }
+        ),
         shards=[[p.name, n] for p, n in zip(reader.paths, reader.shard_rows, strict=True)],
     )
     frames_seen = 0
@@ -661,6 +779,13 @@ def train(
     t_run = t_win = time.perf_counter()
     win_start = frames_seen
     for x in reader.batches(frames_seen, frames):
+        if pairs is not None:
+            x, src_rows = x
+            # The partner draw is a function of (seed, frames seen): a resumed run draws the
+            # same partners as an uninterrupted one.
+            prng = np.random.default_rng([int(seed), 7, frames_seen])
+            partner = pairs.frames(pairs.partner_rows(src_rows.numpy(), prng))
+            x = torch.stack([x, torch.from_numpy(partner).to(dev, non_blocking=True)], dim=1)
         metrics = stepper.step(x)
         acc += metrics
         n_acc += 1

@@ -13,4 +13,5 @@ run_logged(
     snakemake.params.max_k,
     snakemake.params.labelings,
     title=snakemake.params.title,
+    out_elbow_png=snakemake.output.elbow_figure,
 )

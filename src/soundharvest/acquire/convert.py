@@ -18,8 +18,10 @@ outputs are written atomically. The status JSON has ``video_id``, ``status``, ``
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ..audio import SAMPLE_RATE, ffmpeg_exe
+from ..audio import SAMPLE_RATE, ffmpeg_exe, write_wav_file
 from ..io import Pathlike, atomic_path, write_json
 from .download import ffmpeg_error_summary, read_download_status
 
@@ -39,7 +41,7 @@ _BLOCK = 1 << 16
 
 def write_empty_wav(path: Pathlike, sample_rate: int = SAMPLE_RATE) -> None:
     """Write a valid mono 16-bit wav with zero samples (``path`` is written in place)."""
-    sf.write(str(path), np.zeros(0, dtype=np.int16), sample_rate, subtype="PCM_16", format="WAV")
+    write_wav_file(path, np.zeros(0, dtype=np.int16), sample_rate)
 
 
 def wav_level(path: Pathlike) -> tuple[int, float, float]:
@@ -130,6 +132,9 @@ def convert_file(
                 check=False,
             )
             stderr = proc.stderr.decode("utf-8", "replace")
+            if "No space left on device" in stderr:
+                # A full disk is not the video's fault: fail the job, never record it skipped.
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_wav))
             lines = [ln.replace(str(src), src.name) for ln in stderr.splitlines() if ln.strip()]
             if proc.returncode != 0:
                 why = ffmpeg_error_summary(stderr, src) or f"ffmpeg exit status {proc.returncode}"

@@ -85,3 +85,46 @@ def eval_frames(
         bins,
     )
     return notes
+
+
+#: Default loudness window of ``loud_frames``: frames within 20 dB of the note's loudest frame
+#: (the held part of an NSynth note; its release and the silence after it fall below).
+LOUD_DB = 20.0
+
+
+def loud_frames(energy: np.ndarray, loud_db: float = LOUD_DB) -> np.ndarray:
+    """Indices of a note's loud frames: energy within ``loud_db`` dB of its loudest frame.
+
+    :param energy: per-frame energy (linear power) from ``compute_features``.
+    :param loud_db: dB below the maximum (sign ignored); the highest-energy frame is always in.
+    :return: int64 indices in time order (at least one for a non-empty note).
+    """
+    e = np.asarray(energy, dtype=np.float64)
+    if e.ndim != 1 or len(e) == 0:
+        raise SoundharvestError("loud_frames: energy must be a non-empty 1-D array")
+    floor = e.max() * 10.0 ** (-abs(float(loud_db)) / 10.0)
+    return np.flatnonzero(e >= floor).astype(np.int64)
+
+
+def pool_codes(codes: np.ndarray, note_of: np.ndarray, n_notes: int) -> np.ndarray:
+    """Mean code per note over its frames (e.g. its loud frames).
+
+    :param codes: ``(n_frames, d)`` codes of the frames of all notes.
+    :param note_of: ``(n_frames,)`` note index of every frame, in ``0..n_notes-1``.
+    :param n_notes: number of notes; every note must have at least one frame.
+    :return: float32 ``(n_notes, d)``.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    idx = np.asarray(note_of, dtype=np.int64)
+    if codes.ndim != 2 or idx.shape != (codes.shape[0],):
+        raise SoundharvestError(
+            f"pool_codes: {codes.shape} codes for {idx.shape} note indices; give one per frame"
+        )
+    counts = np.bincount(idx, minlength=n_notes)
+    if len(counts) != n_notes or (counts == 0).any():
+        raise SoundharvestError(
+            f"pool_codes: note indices must cover 0..{n_notes - 1}, each at least once"
+        )
+    sums = np.zeros((n_notes, codes.shape[1]), dtype=np.float64)
+    np.add.at(sums, idx, codes)
+    return (sums / counts[:, None]).astype(np.float32)

@@ -27,11 +27,12 @@ chunk tables.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SoundharvestError("device: 'cuda' requested but no CUDA GPU is visible; use 'auto'")
     return dev
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (None: leave torch's setting).
+
+    The incremental Lloyd step is many small operations; with 2+ OpenMP threads each one ends in
+    a barrier, and on a loaded machine a descheduled thread stalls every barrier (measured here:
+    7x slower with 2 threads than with 1 under a load of 4 on 2 cores). One thread per sweep job,
+    with chunks as parallel jobs, is both faster and safe.
+    """
+    if threads is None or threads < 1:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _check_X(X: np.ndarray, name: str = "X") -> np.ndarray:
@@ -366,6 +387,7 @@ def kmeans(
     tol: float = 0.0,
     init: np.ndarray | None = None,
     device: str | torch.device = "auto",
+    threads: int | None = 1,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Cluster ``X`` into ``k`` clusters with k-means (greedy k-means++ seeding, exact Lloyd).
 
@@ -378,26 +400,30 @@ def kmeans(
         default 0 runs until no point changes its cluster.
     :param init: optional initial centroids ``(k, d)``.
     :param device: ``"auto"`` (CUDA if present), ``"cpu"`` or ``"cuda"``.
+    :param threads: torch CPU threads while it runs (None: torch's current setting).
     :return: ``(centroids (k, d) float64, assignment (n,) int64, inertia)``; the inertia is the
         sum of squared distances of the points to their assigned centroids, in float64.
     """
-    data = _prepare(X, device)
-    n, d = data.X.shape
-    if not 1 <= int(k) <= n:
-        raise SoundharvestError(f"k: {k} is out of range; use 1 <= k <= {n} (the number of points)")
-    k = int(k)
-    if init is not None:
-        C0 = np.asarray(init, dtype=np.float64)
-        if C0.shape != (k, d):
-            raise SoundharvestError(f"init: expected shape {(k, d)}, got {C0.shape}")
-        C0t = torch.as_tensor(C0 - data.mean, device=data.X.device)
-        st = _new_state(data.X, data.X32, data.xx, C0t)
-        _lloyd(st, max_iter, tol)
-        inertia = _exact_inertia(st)
-    else:
-        rng = np.random.default_rng([int(seed), k])
-        st, inertia = _fresh(data, k, rng, n_init, max_iter, tol)
-    return st.C.cpu().numpy() + data.mean, st.a.cpu().numpy(), inertia
+    with _torch_threads(threads):
+        data = _prepare(X, device)
+        n, d = data.X.shape
+        if not 1 <= int(k) <= n:
+            raise SoundharvestError(
+                f"k: {k} is out of range; use 1 <= k <= {n} (the number of points)"
+            )
+        k = int(k)
+        if init is not None:
+            C0 = np.asarray(init, dtype=np.float64)
+            if C0.shape != (k, d):
+                raise SoundharvestError(f"init: expected shape {(k, d)}, got {C0.shape}")
+            C0t = torch.as_tensor(C0 - data.mean, device=data.X.device)
+            st = _new_state(data.X, data.X32, data.xx, C0t)
+            _lloyd(st, max_iter, tol)
+            inertia = _exact_inertia(st)
+        else:
+            rng = np.random.default_rng([int(seed), k])
+            st, inertia = _fresh(data, k, rng, n_init, max_iter, tol)
+        return st.C.cpu().numpy() + data.mean, st.a.cpu().numpy(), inertia
 
 
 def _check_ks(ks: Iterable[int], n: int) -> list[int]:
@@ -422,6 +448,7 @@ def sweep(
     max_iter: int = 300,
     tol: float = 1e-4,
     n_chains: int = 3,
+    threads: int | None = 1,
     on_result: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> pd.DataFrame:
     """k-means for every k in ``ks`` with inertia and clustering metrics per k.
@@ -445,65 +472,68 @@ def sweep(
     :param tol: stop a k's Lloyd iterations when one lowers the inertia by less than ``tol`` x
         inertia (0: until no point moves; 1e-4 changes the inertia by < 0.1 %, measured).
     :param n_chains: independent warm-start chains (cost grows linearly).
+    :param threads: torch CPU threads while it runs (None: torch's current setting); run chunks
+        as parallel jobs rather than giving one job several threads.
     :param on_result: optional callback ``(k, centroids, assignment)`` per k (e.g. to keep the
         assignments for a cluster -> label model).
     :return: one row per k, columns ``k, inertia, <name>_ri, <name>_ari, <name>_nmi,
         <name>_purity`` (for each labelling), ``n_iter`` (Lloyd iterations, all chains),
         ``start`` (``fresh``/``warm``), ``chain`` (the winning chain), ``seconds``.
     """
-    data = _prepare(X, device)
-    n = data.X.shape[0]
-    ks = _check_ks(ks, n)
-    codes: dict[str, tuple[np.ndarray, int]] = {}
-    for name, labels in labelings.items():
-        lab = np.asarray(labels)
-        if lab.shape != (n,):
-            raise SoundharvestError(
-                f"labelings[{name!r}]: {lab.shape[0] if lab.ndim else 0} labels for {n} points; "
-                "give exactly one label per point"
-            )
-        c, classes = encode(lab)
-        codes[name] = (c, classes.size)
+    with _torch_threads(threads):
+        data = _prepare(X, device)
+        n = data.X.shape[0]
+        ks = _check_ks(ks, n)
+        codes: dict[str, tuple[np.ndarray, int]] = {}
+        for name, labels in labelings.items():
+            lab = np.asarray(labels)
+            if lab.shape != (n,):
+                raise SoundharvestError(
+                    f"labelings[{name!r}]: {lab.shape[0] if lab.ndim else 0} labels for {n} points; "
+                    "give exactly one label per point"
+                )
+            c, classes = encode(lab)
+            codes[name] = (c, classes.size)
 
-    rows: list[dict] = []
-    chains: list[tuple[_State, float]] = []
-    n_chains = max(1, int(n_chains))
-    for k in ks:
-        t0 = time.perf_counter()
-        starts = []
-        for c in range(n_chains):
-            # One generator per (seed, chain, k): a row does not depend on how it was reached.
-            rng = np.random.default_rng([int(seed), c, k])
-            if len(chains) < n_chains:
-                chains.append(_fresh(data, k, rng, n_init, max_iter, tol))
-                starts.append("fresh")
-            else:
-                st_c = chains[c][0]
-                st_c.n_iter = 0
-                _insert(st_c, k - st_c.C.shape[0], rng)
-                _lloyd(st_c, max_iter, tol)
-                chains[c] = (st_c, _exact_inertia(st_c))
-                starts.append("warm")
-        best = min(range(n_chains), key=lambda c: chains[c][1])
-        st, inertia = chains[best]
-        start = starts[best]
-        n_iter = sum(ch[0].n_iter for ch in chains)
-        a = st.a.cpu().numpy()
-        row: dict[str, float | int | str] = {"k": k, "inertia": inertia}
-        for name, (c, n_classes) in codes.items():
-            met = metrics_from_contingency(contingency_codes(c, n_classes, a, k))
-            for mname in METRIC_NAMES:
-                row[f"{name}_{mname}"] = met[mname]
-        row["n_iter"] = n_iter
-        row["chain"] = best
-        row["start"] = start
-        if on_result is not None:
-            on_result(k, st.C.cpu().numpy() + data.mean, a)
-        row["seconds"] = time.perf_counter() - t0
-        rows.append(row)
-        if k % 50 == 0 or k == ks[-1]:
-            log.info("k-means sweep: k = %d, inertia %.6g, %d iterations", k, inertia, n_iter)
-    return pd.DataFrame(rows)
+        rows: list[dict] = []
+        chains: list[tuple[_State, float]] = []
+        n_chains = max(1, int(n_chains))
+        for k in ks:
+            t0 = time.perf_counter()
+            starts = []
+            for c in range(n_chains):
+                # One generator per (seed, chain, k): a row does not depend on how it was reached.
+                rng = np.random.default_rng([int(seed), c, k])
+                if len(chains) < n_chains:
+                    chains.append(_fresh(data, k, rng, n_init, max_iter, tol))
+                    starts.append("fresh")
+                else:
+                    st_c = chains[c][0]
+                    st_c.n_iter = 0
+                    _insert(st_c, k - st_c.C.shape[0], rng)
+                    _lloyd(st_c, max_iter, tol)
+                    chains[c] = (st_c, _exact_inertia(st_c))
+                    starts.append("warm")
+            best = min(range(n_chains), key=lambda c: chains[c][1])
+            st, inertia = chains[best]
+            start = starts[best]
+            n_iter = sum(ch[0].n_iter for ch in chains)
+            a = st.a.cpu().numpy()
+            row: dict[str, float | int | str] = {"k": k, "inertia": inertia}
+            for name, (c, n_classes) in codes.items():
+                met = metrics_from_contingency(contingency_codes(c, n_classes, a, k))
+                for mname in METRIC_NAMES:
+                    row[f"{name}_{mname}"] = met[mname]
+            row["n_iter"] = n_iter
+            row["chain"] = best
+            row["start"] = start
+            if on_result is not None:
+                on_result(k, st.C.cpu().numpy() + data.mean, a)
+            row["seconds"] = time.perf_counter() - t0
+            rows.append(row)
+            if k % 50 == 0 or k == ks[-1]:
+                log.info("k-means sweep: k = %d, inertia %.6g, %d iterations", k, inertia, n_iter)
+        return pd.DataFrame(rows)
 
 
 def merge_chunks(tsvs: Sequence[str | os.PathLike]) -> pd.DataFrame:

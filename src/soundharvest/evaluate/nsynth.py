@@ -27,6 +27,7 @@ import pandas as pd
 import soundfile as sf
 
 from .. import synth
+from ..audio import wav_header_problem, write_wav_file
 from ..io import Pathlike, SoundharvestError, read_json, write_json
 from ..synth import NSYNTH_FAMILIES, NSYNTH_SOURCES, PROGRAMS, Note
 
@@ -145,7 +146,10 @@ def _check_wav(path: Path, name: str) -> list[str]:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as e:
-        return [f"audio/{name}: not a readable wav file ({e}); replace it"]
+        return [f"audio/{name}: not a readable wav file ({' '.join(str(e).split())}); replace it"]
+    lie = wav_header_problem(info)
+    if lie:
+        return [f"audio/{name}: {lie}; replace it"]
     problems = []
     if info.samplerate != SAMPLE_RATE:
         problems.append(f"audio/{name}: sample rate {info.samplerate} Hz, must be {SAMPLE_RATE}")
@@ -220,6 +224,8 @@ def read_nsynth(
     """
     directory = Path(directory)
     problems = validate_nsynth(directory, check_audio=check_audio)
+    if len(problems) == 1:  # the common case (one missing or broken file): one line
+        raise SoundharvestError(f"{directory}: not a valid NSynth directory: {problems[0]}")
     if problems:
         shown = problems[:_MAX_SHOWN]
         more = (
@@ -251,7 +257,8 @@ def load_note(directory: Pathlike, note_str: str) -> np.ndarray:
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError) as e:
-        raise SoundharvestError(f"{path}: not a readable wav file ({e})") from None
+        reason = " ".join(str(e).split())
+        raise SoundharvestError(f"{path}: not a readable wav file ({reason})") from None
     if sr != SAMPLE_RATE or data.ndim != 1:
         raise SoundharvestError(f"{path}: must be {SAMPLE_RATE} Hz mono, is {sr} Hz {data.shape}")
     return data
@@ -303,7 +310,7 @@ def write_nsynth(
         (tmp / "audio").mkdir()
         for ex, audio in zip(examples, audios, strict=True):
             pcm = _as_pcm16(audio, ex["note_str"])
-            sf.write(str(tmp / "audio" / f"{ex['note_str']}.wav"), pcm, SAMPLE_RATE, "PCM_16")
+            write_wav_file(tmp / "audio" / f"{ex['note_str']}.wav", pcm, SAMPLE_RATE)
         write_json(tmp / "examples.json", table)
         _replace_dir(tmp, directory)
     except BaseException:

@@ -98,8 +98,14 @@ def elbow_file(
     max_ks: Sequence[int],
     labelings: Sequence[str],
     title: str = "",
+    out_elbow_png: Pathlike | None = None,
 ) -> pd.DataFrame:
-    """Merge a model's sweep chunks, choose the elbow for each max_k, plot the inertia."""
+    """Merge a model's sweep chunks, choose the elbow for each max_k, plot the inertia.
+
+    With ``out_elbow_png``, also plot how the elbow and the metrics at it move when max_k runs
+    over every swept value from 10 up (the thesis' figures 4.7-4.9): the elbow method's answer
+    depends on where the curve is cut, and this shows by how much.
+    """
     from . import elbow as _elbow
     from . import figures as _figures
     from . import kmeans as _kmeans
@@ -109,6 +115,12 @@ def elbow_file(
     elbows = _elbow.elbow_table(table, list(max_ks), list(labelings))
     write_tsv(out_elbows, elbows)
     _figures.plot_inertia(table, elbows, out_png, title=title)
+    if out_elbow_png is not None:
+        top = int(table["k"].max()) if len(table) else 0
+        dense = _elbow.elbow_table(table, list(range(min(10, top), top + 1)), list(labelings))
+        _figures.plot_elbow_vs_max_k(
+            dense, out_elbow_png, labeling=labelings[0], title=f"{title}: elbow vs max_k"
+        )
     return elbows
 
 
