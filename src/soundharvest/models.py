@@ -185,9 +185,7 @@ class Normalizer(nn.Module):
     def __init__(self, mode: str, in_dim: int) -> None:
         super().__init__()
         if mode not in NORMALIZATIONS:
-            raise SoundharvestError(
-                f"normalize = {mode!r}: use one of {', '.join(NORMALIZATIONS)}"
-            )
+            raise SoundharvestError(f"normalize = {mode!r}: use one of {', '.join(NORMALIZATIONS)}")
         self.mode = mode
         if mode == "bin":
             self.register_buffer("mean", torch.zeros(int(in_dim)))

@@ -10,8 +10,8 @@
 # anything else a real failure (the daemons' log tails are printed).
 # Ports: $SLURMCTLD_PORT and $SLURMD_PORT (defaults 6817 and 6818, SLURM's own).
 # The node declares one fake GPU (a character device, gres.conf) so that `sbatch --gpus=1` is
-# accepted, and SlurmdParameters=config_overrides so that it may declare at least 8 GB of memory
-# even on a smaller machine (nothing enforces it: no cgroups here).
+# accepted, and SlurmdParameters=config_overrides so that it may declare at least 8 CPUs and 16 GB
+# of memory even on a smaller machine (nothing enforces either: no cgroups, no CPU binding).
 set -euo pipefail
 
 ACTION=${1:-}
@@ -124,7 +124,14 @@ write_config() {
     threads=$(sed -n 's/.* ThreadsPerCore=\([0-9]*\).*/\1/p' <<<"$node")
     mem=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$node")
     [[ -n "$host" && -n "$cpus" && -n "$mem" ]] || fail "cannot parse 'slurmd -C': $node"
-    ((mem < 8192)) && mem=8192
+    # A real cluster's node is bigger than this machine: the shipped profile's group jobs ask for
+    # up to 8 CPUs. Declare at least that (nothing binds tasks to cores here, so it only means
+    # that more jobs share the real cores).
+    ((mem < 16384)) && mem=16384
+    if ((cpus < ${SLURM_TEST_MIN_CPUS:-8})); then
+        cpus=${SLURM_TEST_MIN_CPUS:-8}
+        boards=1 sockets=1 cores=$cpus threads=1
+    fi
     echo "$host" >"$DIR/nodename"
 
     # The fake GPU: SLURM only checks that the file is a character device (a plain file is
@@ -187,15 +194,27 @@ EOF
 # included) before it calls srun, so srun finds the cluster only at SLURM's default path. Link
 # /etc/slurm/slurm.conf to ours when nothing is there (or an earlier test run's link is), and
 # never touch a real configuration.
-link_system_config() {
-    if [[ -e "$SYSTEM_CONF" || -L "$SYSTEM_CONF" ]]; then
-        if [[ -L "$SYSTEM_CONF" ]] && { [[ ! -e "$SYSTEM_CONF" ]] \
-            || head -n 1 "$SYSTEM_CONF" | grep -qF "$MARKER"; }; then
-            rm -f "$SYSTEM_CONF" # a link left by an earlier test run
-        else
-            skip "$SYSTEM_CONF exists: this machine has its own SLURM, which the test leaves alone"
+# One test cluster at a time (the link is the machine's one default): another one still running
+# (a concurrent test session) makes this one skip; a link left by a finished one is replaced.
+check_system_config() {
+    [[ -e "$SYSTEM_CONF" || -L "$SYSTEM_CONF" ]] || return 0
+    local target other
+    target=$(readlink "$SYSTEM_CONF" || true)
+    [[ "$target" == "$CONF" ]] && return 0
+    if [[ -L "$SYSTEM_CONF" ]] && { [[ ! -e "$SYSTEM_CONF" ]] \
+        || head -n 1 "$SYSTEM_CONF" | grep -qF "$MARKER"; }; then
+        other=$(dirname "$target")
+        if alive "$other/slurmctld.pid"; then
+            skip "another SLURM test cluster is running ($other); one at a time"
         fi
+        return 0
     fi
+    skip "$SYSTEM_CONF exists: this machine has its own SLURM, which the test leaves alone"
+}
+
+link_system_config() {
+    check_system_config
+    rm -f "$SYSTEM_CONF" # ours, or a link left by a finished test run
     mkdir -p "$(dirname "$SYSTEM_CONF")"
     ln -s "$CONF" "$SYSTEM_CONF"
     echo "$SYSTEM_CONF" >"$DIR/linked_conf"
@@ -222,6 +241,7 @@ start() {
         return 0
     fi
     [[ $(id -u) -eq 0 ]] || skip "starting slurmctld and slurmd as configured here needs root"
+    check_system_config
     start_munge
     write_config
     alive "$DIR/slurmctld.pid" || {

@@ -74,3 +74,21 @@ def test_bad_config_value_stops_with_one_line(tmp_path):
     assert lines == [
         "soundharvest: config: search.results_per_query = -3: -3 is less than the minimum of 1"
     ]
+
+
+def test_report_holds_every_figure_and_table(tiny_copy):
+    snakemake(tiny_copy, "--report", "report.html")
+    page = (tiny_copy / "report.html").read_text(encoding="utf-8", errors="replace")
+    figures = sorted((tiny_copy / "results" / "figures").rglob("*.png"))
+    assert len(figures) >= 2 * (2 * 4 + 1 + 3), "every model's figures were made"
+    missing = [f.name for f in figures if f.name not in page]
+    assert missing == []
+    for table in ("summary.tsv", "catalog.csv", "players.html", "queries.tsv"):
+        assert table in page
+
+
+def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
+    summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
+    trained = summary[summary["model"].isin(["ae", "random", "raw"])]
+    assert trained["accuracy"].between(0, 1).all()
+    assert summary.loc[summary["model"] == "pca", "accuracy"].isna().all()

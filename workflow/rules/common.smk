@@ -21,7 +21,12 @@ KINDS = config["features"]["kinds"]
 MODELS = sorted(config["models"])
 # Baselines embedded beside the models: the raw features and their PCA to the latent size.
 BASELINES = ["raw", "pca"]
+# What gets a cluster -> label model: every model, and the raw features (PCA is fitted on the
+# evaluation notes themselves, so it has no training codes to name clusters with).
+PREDICTORS = MODELS + ["raw"]
 LOGS = "logs"
+# Static inputs shipped with the workflow (found from the Snakefile, whatever the working dir).
+RESOURCES = Path(workflow.basedir) / "resources"
 BENCH = "benchmarks"
 
 
@@ -48,7 +53,11 @@ def source_options():
 
 def download_options():
     """The source's options and the download settings, as the download library reads them."""
-    opts = {**source_options(), **config["download"], "ffmpeg": config["convert"]["ffmpeg"]}
+    opts = {
+        **source_options(),
+        **config["download"],
+        "ffmpeg": config["convert"]["ffmpeg"],
+    }
     if opts.pop("archive"):
         opts["download_archive"] = f"{D}/{SOURCE}/archive.txt"
     return opts
@@ -185,12 +194,17 @@ def sweep_chunks(wildcards):
 
 def get_final_output():
     """What a plain `snakemake` builds: the catalog, the summary and every figure."""
-    out = [f"{R}/catalog.csv", f"{R}/summary.tsv"]
+    out = [f"{R}/catalog.csv", f"{R}/summary.tsv", f"{R}/reconstruction/summary.tsv"]
     evaluation = config["evaluation"]
     for kind in KINDS:
         out.append(f"{R}/figures/{kind}/metrics_vs_k.png")
         for model in MODELS:
             out.append(f"{R}/train/{kind}/{model}/curves.png")
+        for model in PREDICTORS:
+            out.append(f"{R}/figures/{kind}/{model}.confusion.png")
+            out.append(f"{R}/label_noise/{kind}/{model}.queries.tsv")
+            if SOURCE == "demo":
+                out.append(f"{R}/label_noise/{kind}/{model}.truth.tsv")
         for model in MODELS + BASELINES:
             out.append(f"{R}/figures/{kind}/{model}.inertia.png")
             out += [

@@ -94,6 +94,13 @@ rule elbow:
             subcategory="{kind}",
             labels={"model": "{model}", "figure": "inertia"},
         ),
+        elbow_figure=report(
+            f"{R}/figures/{{kind}}/{{model}}.elbow_vs_max_k.png",
+            caption="../report/elbow_vs_max_k.rst",
+            category="3. Clustering",
+            subcategory="{kind}",
+            labels={"model": "{model}", "figure": "elbow vs max_k"},
+        ),
     log:
         f"{LOGS}/elbow/{{kind}}/{{model}}.log",
     conda:
@@ -164,6 +171,9 @@ rule summary:
         ),
         elbows=expand(
             f"{R}/elbow/{{kind}}/{{model}}.tsv", kind=KINDS, model=MODELS + BASELINES
+        ),
+        scores=expand(
+            f"{R}/scores/{{kind}}/{{model}}.tsv", kind=KINDS, model=PREDICTORS
         ),
     output:
         report(

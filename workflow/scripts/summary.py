@@ -13,4 +13,5 @@ run_logged(
     dict(zip(keys, snakemake.input.elbows, strict=True)),
     snakemake.output[0],
     snakemake.params.n_families,
+    score_tsvs=list(snakemake.input.scores),
 )

@@ -159,8 +159,11 @@ def summary_file(
     out_tsv: Pathlike,
     n_families: int,
     labeling: str = "family",
+    score_tsvs: Sequence[Pathlike] = (),
 ) -> pd.DataFrame:
-    """One row per (kind, model): metrics at k = number of families and at each elbow."""
+    """One row per (kind, model): metrics at k = number of families and at each elbow, and,
+    from ``score_tsvs`` (:func:`soundharvest.predict.score_eval_file`), the accuracy of the
+    cluster -> label model on the evaluation notes."""
     rows = []
     for (kind, model), path in sweep_tsvs.items():
         table = pd.read_csv(path, sep="\t")
@@ -185,5 +188,10 @@ def summary_file(
                     row[f"{metric}@{tag}"] = round(float(e[col]), 4)
         rows.append(row)
     summary = pd.DataFrame(rows).drop(columns="n_points")
+    if score_tsvs:
+        scores = pd.concat([pd.read_csv(p, sep="\t") for p in score_tsvs], ignore_index=True)
+        keep = ["kind", "model", "k", "accuracy", "balanced_accuracy"]
+        scores = scores[keep].rename(columns={"k": "predictor_k"})
+        summary = summary.merge(scores, on=["kind", "model"], how="left")
     write_tsv(out_tsv, summary)
     return summary

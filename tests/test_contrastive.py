@@ -1,0 +1,180 @@
+"""Tests of the issue-10 options: input normalisation, clip partners, the contrastive model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from soundharvest.dataset import shuffle
+from soundharvest.io import SoundharvestError, save_npy
+from soundharvest.loader import ClipPositives, ShardReader
+from soundharvest.models import Normalizer, build_model
+from soundharvest.train import ContrastiveObjective, encode, load_model, train
+
+SMALL = {"hidden": [64, 64], "latent": 8}
+
+
+def make_clips(
+    directory: Path, n_classes: int = 3, clips: int = 16, length: int = 40, d: int = 64, seed=0
+) -> tuple[list[Path], list[Path], np.ndarray]:
+    """Clips whose frames share a timbre (spectral envelope) but change pitch and level.
+
+    A frame is ``envelope(class) x harmonic comb(pitch) x gain``: within a clip the envelope
+    stays and pitch and gain change every few frames, so most of a frame's variance is pitch
+    and level, not class. Written as concatenate-stage files per class, shuffled into shards.
+
+    :return: shard paths, the concatenate files (the shuffle's inputs, in order), and the
+        class of every global source row.
+    """
+    rng = np.random.default_rng(seed)
+    bins = np.arange(d)
+    directory.mkdir(parents=True, exist_ok=True)
+    inputs, classes = [], []
+    for c in range(n_classes):
+        centre = rng.uniform(0.2, 0.8) * d
+        envelope = np.exp(-0.5 * ((bins - centre) / (0.12 * d)) ** 2)
+        frames, lines, row = [], ["video_id\tfirst_row\tn_rows"], 0
+        for j in range(clips):
+            seg = []
+            for _ in range(length // 4):
+                f0 = rng.uniform(3.0, 9.0)
+                comb = np.exp(-0.5 * ((bins[None, :] % f0 - f0 / 2) / 0.6) ** 2).sum(axis=0)
+                frame = envelope * (0.3 + comb) * rng.uniform(0.3, 1.0)
+                seg += [frame] * 4
+            x = np.clip(np.array(seg) / 1.3 + rng.normal(0, 0.01, (length, d)), 0, 1)
+            frames.append(x.astype(np.float16))
+            lines.append(f"c{c}-{j}\t{row}\t{length}")
+            row += length
+        save_npy(directory / f"class{c}.npy", np.concatenate(frames))
+        (directory / f"class{c}.index.tsv").write_text("\n".join(lines) + "\n")
+        inputs.append((f"class{c}", directory / f"class{c}.npy"))
+        classes.append(np.full(row, c))
+    shards = [directory / f"shard-{i}.npy" for i in range(2)]
+    shuffle(inputs, shards, seed=seed, memory_budget_mb=64)
+    return shards, [p for _, p in inputs], np.concatenate(classes)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    return make_clips(tmp_path_factory.mktemp("clips"))
+
+
+def test_frame_normalisation_removes_level_and_bin_stats_fit() -> None:
+    x = torch.rand(50, 16)
+    norm = Normalizer("frame", 16)
+    # A level change in the scaled dB domain is an added constant; frame standardisation
+    # removes it (and a positive scale of the spread).
+    assert torch.allclose(norm(x), norm(0.5 * x + 0.2), atol=1e-4)
+    binn = Normalizer("bin", 16)
+    binn.fit(x * 3 + 1)
+    y = binn(x * 3 + 1)
+    assert torch.allclose(y.mean(0), torch.zeros(16), atol=1e-4)
+    assert torch.allclose(y.std(0), torch.ones(16), atol=1e-3)
+    with pytest.raises(SoundharvestError, match="normalize"):
+        Normalizer("global", 16)
+
+
+def test_clip_partners_stay_in_clip_and_window(clips) -> None:
+    shards, sources, _ = clips
+    pos = ClipPositives(sources, max_offset=3)
+    rows = np.arange(pos.n_rows)
+    partner = pos.partner_rows(rows, np.random.default_rng(0))
+    clip_len = 40
+    assert np.all(partner // clip_len == rows // clip_len)  # same clip (clips are 40 rows)
+    assert np.all(np.abs(partner - rows) <= 3)
+    assert np.all(partner != rows)
+    # The shards' source rows point at the frames the shards hold.
+    reader = ShardReader(shards, 64, with_rows=True, prefetch=0)
+    x, r = next(iter(reader.batches(0, 64)))
+    assert np.array_equal(pos.frames(r.numpy()), x.numpy())
+
+
+def test_contrastive_loss_lower_for_true_pairs(clips) -> None:
+    shards, sources, _ = clips
+    pos = ClipPositives(sources, max_offset=2)
+    reader = ShardReader(shards, 128, with_rows=True, prefetch=0)
+    model = build_model("contrastive", 64, SMALL, seed=0, normalize="frame")
+    obj = ContrastiveObjective(model, lr=3e-3, temperature=0.1)
+    rng = np.random.default_rng(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread beats contended many
+    for x, r in reader.batches(0, 10_000):
+        xp = torch.from_numpy(pos.frames(pos.partner_rows(r.numpy(), rng)))
+        obj.step_on(torch.stack([x, xp], 1), obj.draw(len(x)))
+    torch.set_num_threads(threads)
+    x, r = next(iter(reader.batches(0, 256)))
+    xp = torch.from_numpy(pos.frames(pos.partner_rows(r.numpy(), rng)))
+    with torch.no_grad():
+        true_loss, _ = obj.losses(torch.stack([x, xp], 1), obj.draw(len(x)))
+        shuffled = xp[torch.randperm(len(xp), generator=torch.Generator().manual_seed(0))]
+        false_loss, _ = obj.losses(torch.stack([x, shuffled], 1), obj.draw(len(x)))
+    assert float(true_loss) < float(false_loss) - 1.0
+
+
+def _purity(codes: np.ndarray, classes: np.ndarray, k: int) -> float:
+    from soundharvest.evaluate.kmeans import kmeans
+
+    _, assign, _ = kmeans(codes, k, seed=0, n_init=3, device="cpu")
+    return sum(np.bincount(classes[assign == c]).max() for c in np.unique(assign)) / len(classes)
+
+
+def test_contrastive_codes_cluster_by_clip_class_better_than_ae(clips, tmp_path: Path) -> None:
+    shards, sources, classes = clips
+    all_frames = np.concatenate([np.load(p) for p in sources]).astype(np.float32)
+    common = dict(arch=SMALL, frames=30_000, batch_size=128, lr=3e-3, seed=0, threads=1)
+    purity = {}
+    for name, kw in {
+        "ae": dict(model_type="ae"),
+        "contrastive": dict(
+            model_type="contrastive", normalize="bin", positives=sources, max_offset=3
+        ),
+    }.items():
+        w = tmp_path / f"{name}.safetensors"
+        train(shards, w, tmp_path / f"{name}.tsv", tmp_path / f"{name}.png", **common, **kw)
+        net, meta = load_model(w)
+        purity[name] = _purity(encode(net, all_frames), classes, 3)
+    assert meta["normalize"] == "bin"
+    assert purity["contrastive"] > purity["ae"] + 0.1, purity
+    assert purity["contrastive"] > 0.8, purity
+
+
+def test_bin_statistics_round_trip_through_weights(clips, tmp_path: Path) -> None:
+    shards, _, _ = clips
+    w = tmp_path / "r.safetensors"
+    train(
+        shards,
+        w,
+        tmp_path / "r.tsv",
+        tmp_path / "r.png",
+        model_type="random",
+        arch=SMALL,
+        normalize="bin",
+        threads=1,
+    )
+    net, meta = load_model(w)
+    assert meta["normalize"] == "bin"
+    frames = np.concatenate([np.load(p) for p in shards]).astype(np.float32)
+    stats = net.normalizer
+    assert np.allclose(stats.mean.numpy(), frames.mean(0), atol=1e-3)
+    # The same seed without normalisation gives the same weights but other codes.
+    plain = build_model("random", 64, SMALL, seed=0)
+    assert torch.equal(plain.encoder.layers[0].weight, net.encoder.layers[0].weight)
+    assert not np.allclose(encode(plain, frames[:10]), encode(net, frames[:10]))
+
+
+def test_contrastive_needs_positives(clips, tmp_path: Path) -> None:
+    shards, _, _ = clips
+    with pytest.raises(SoundharvestError, match="positives"):
+        train(
+            shards,
+            tmp_path / "c.safetensors",
+            tmp_path / "c.tsv",
+            tmp_path / "c.png",
+            model_type="contrastive",
+            arch=SMALL,
+            frames=256,
+            threads=1,
+        )

@@ -1,0 +1,181 @@
+"""Incremental re-runs of the tiny demo config: each change re-runs exactly what depends on it.
+
+Each test starts from a private copy of one complete run (``tiny_copy``), changes one thing and
+reads the jobs Snakemake plans (``snakemake -n``: the per-job "rule X:" blocks and their
+wildcards). A dry run is the evidence where it suffices; adding a label needs real runs,
+because the new label's search is a checkpoint whose result decides its downloads. What each
+change re-runs, and why, is documented in docs/reruns.md. Tested elsewhere (test_workflow.py):
+nothing to do after a complete run, a changed query, a bad config value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from wfutil import ROOT, changed, snakemake, snapshot, write_config
+
+pytestmark = pytest.mark.workflow
+
+_JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n?)*)", re.M)
+
+
+def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """The jobs ``snakemake -n`` would run: ``(rule, wildcards)`` for each, in print order."""
+    proc = snakemake(workdir, "-n", *args)
+    jobs = []
+    for rule, body in _JOB.findall(proc.stdout):
+        wc = re.search(r"^\s+wildcards: (.*)$", body, re.M)
+        pairs = [kv.split("=", 1) for kv in wc.group(1).split(", ")] if wc else []
+        jobs.append((rule, dict(pairs)))
+    return jobs
+
+
+def rules_of(jobs) -> Counter:
+    return Counter(rule for rule, _ in jobs)
+
+
+def edit_config(workdir: Path, edit) -> dict:
+    config = yaml.safe_load((workdir / "config.yaml").read_text(encoding="utf-8"))
+    edit(config)
+    write_config(workdir, config)
+    return config
+
+
+def training_videos(workdir: Path) -> set[str]:
+    """The videos with frames (one mel spectrogram each, beside its .energy.npy)."""
+    names = [p.name for p in (workdir / "results" / "spectrogram" / "mel").glob("*.npy")]
+    return {n.removesuffix(".npy") for n in names if not n.endswith(".energy.npy")}
+
+
+ACQUISITION = {"search", "download", "convert", "catalog"}
+
+
+def test_n_mels_reruns_only_mel_features_and_what_depends_on_them(tiny_copy):
+    config = edit_config(tiny_copy, lambda c: c["features"]["mel"].update(n_mels=48))
+    jobs = planned_jobs(tiny_copy)
+    rules = rules_of(jobs)
+    # no download, no convert, no STFT: every job with a feature kind is a mel job
+    assert not ACQUISITION & set(rules), rules
+    assert {wc["kind"] for _, wc in jobs if "kind" in wc} == {"mel"}
+    assert "eval_set" not in rules  # the labelled notes do not depend on features
+    # every mel spectrogram and everything downstream of it
+    assert rules["spectrogram"] == len(training_videos(tiny_copy))
+    assert rules["concatenate"] == len(config["labels"])
+    assert rules["shuffle"] == 1 and rules["eval_frames"] == 1
+    assert rules["train"] == len(config["models"])
+    n_embedded = len(config["models"]) + 2  # + the raw and PCA baselines
+    assert rules["embed"] == n_embedded and rules["elbow"] == n_embedded
+    assert rules["summary"] == 1
+
+
+def test_max_k_reruns_only_the_sweeps_elbows_and_report(tiny_copy):
+    # k is swept in chunks of k_chunk = 5: 2-6, 7-10 before; 2-6, 7-11, 12-15 after.
+    edit_config(tiny_copy, lambda c: c["evaluation"].update(max_k=[5, 15]))
+    jobs = planned_jobs(tiny_copy)
+    rules = rules_of(jobs)
+    assert set(rules) <= {"kmeans_sweep", "elbow", "metrics_figure", "summary", "all"}, rules
+    assert "train" not in rules and "embed" not in rules  # models are not retrained
+    chunks = {(wc["start"], wc["stop"]) for rule, wc in jobs if rule == "kmeans_sweep"}
+    assert chunks == {("7", "11"), ("12", "15")}  # the existing chunk k = 2..6 is kept
+    assert rules["elbow"] == 8 and rules["metrics_figure"] == 2  # 2 kinds x 4 models
+
+
+def test_model_hyperparameter_reruns_only_that_model(tiny_copy):
+    edit_config(tiny_copy, lambda c: c["models"]["ae"].update(lr=2.0e-3))
+    jobs = planned_jobs(tiny_copy)
+    rules = rules_of(jobs)
+    assert set(rules) <= {
+        "train", "embed", "kmeans_sweep", "elbow", "projection", "metrics_figure", "summary", "all"
+    }, rules  # fmt: skip
+    per_model = [wc.get("model", wc.get("trained_model")) for _, wc in jobs]
+    assert {m for m in per_model if m} == {"ae"}, jobs
+    assert rules["train"] == 2  # ae on stft and on mel; the random model is not touched
+    assert rules["embed"] == 2
+
+
+def test_adding_a_label_fetches_only_its_videos(tiny_copy):
+    before = snapshot(tiny_copy)
+    old_store = {p: t for p, t in before.items() if p.startswith("downloads/")}
+    config = edit_config(tiny_copy, lambda c: c["labels"].update(violin=["violin solo"]))
+    # Its search is a checkpoint: the dry run can only show the search so far.
+    assert rules_of(planned_jobs(tiny_copy, "results/catalog.csv")) == Counter(
+        {"search": 1, "catalog": 1}
+    )
+    snakemake(tiny_copy, "results/catalog.csv")
+    catalog = pd.read_csv(tiny_copy / "results" / "catalog.csv", dtype=str, keep_default_na=False)
+    new_ids = set(catalog.loc[catalog["label"] == "violin", "video_id"])
+    assert new_ids and not new_ids & set(catalog.loc[catalog["label"] != "violin", "video_id"])
+    touched = changed(before, snapshot(tiny_copy))
+    # only the new label's search, downloads and conversions ran; nothing old was fetched
+    assert {p.split("/")[2] for p in touched if p.startswith("results/search/")} == {"violin"}
+    store_touched = {p.split("/")[2].split(".")[0] for p in touched if p.startswith("downloads/")}
+    assert store_touched and store_touched <= new_ids
+    assert not touched & set(old_store)
+    converted = {Path(p).stem for p in touched if p.startswith("results/convert/")}
+    assert converted <= new_ids
+
+    # The rest of the plan: the new videos' features and everything downstream of the data.
+    jobs = planned_jobs(tiny_copy)
+    rules = rules_of(jobs)
+    assert not ACQUISITION & set(rules), rules
+    assert {wc["video_id"] for r, wc in jobs if r == "spectrogram"} <= new_ids
+    assert {wc["label"] for r, wc in jobs if r == "concatenate"} == {"violin"}
+    assert rules["shuffle"] == 2 and rules["train"] == 2 * len(config["models"])
+    assert "eval_set" not in rules and "eval_frames" not in rules
+    assert {wc["model"] for r, wc in jobs if r == "embed"} == set(config["models"])
+
+    # Delete results/ and Snakemake's metadata, keep the store: nothing is fetched again.
+    store = {p: t for p, t in snapshot(tiny_copy).items() if p.startswith("downloads/")}
+    shutil.rmtree(tiny_copy / "results")
+    shutil.rmtree(tiny_copy / ".snakemake")
+    assert "download" not in rules_of(planned_jobs(tiny_copy, "results/catalog.csv"))
+    snakemake(tiny_copy, "results/catalog.csv")
+    assert changed(store, snapshot(tiny_copy)) == set()
+    assert (tiny_copy / "results" / "catalog.csv").is_file()
+
+    # Even a forced download job re-uses the store: the audio is not fetched again.
+    vid = sorted(new_ids & {Path(p).parent.name for p in store if "/audio." in p})[0]
+    audio = {p: t for p, t in store.items() if f"/{vid}/audio." in p}
+    snakemake(tiny_copy, "results/catalog.csv", "--forcerun", "download")
+    status = json.loads((tiny_copy / "downloads" / "demo" / f"{vid}.status.json").read_text())
+    assert status["status"] == "ok" and status["cached"] is True
+    assert changed(audio, snapshot(tiny_copy)) == set()
+
+
+def test_code_trigger_is_the_scripts_modification_time(tiny_copy, tmp_path):
+    # A private copy of the workflow code, so that touching a script affects no other test.
+    code = tmp_path / "code"
+    code.mkdir()
+    shutil.copy2(ROOT / "Snakefile", code / "Snakefile")
+    shutil.copytree(ROOT / "workflow", code / "workflow", copy_function=shutil.copy2)
+    shutil.copytree(ROOT / "envs", code / "envs", copy_function=shutil.copy2)
+    shutil.copytree(ROOT / "config", code / "config", copy_function=shutil.copy2)
+    snakefile = ["-s", str(code / "Snakefile")]
+    assert planned_jobs(tiny_copy, *snakefile) == []  # the same code: nothing to do
+
+    # Editing a script (here: only its modification time) re-runs every job of its rule and
+    # everything downstream; the rest is kept.
+    script = code / "workflow" / "scripts" / "elbow.py"
+    now = time.time()
+    os.utime(script, (now, now))
+    jobs = planned_jobs(tiny_copy, *snakefile)
+    assert rules_of(jobs) == Counter({"elbow": 8, "metrics_figure": 2, "summary": 1, "all": 1})
+    proc = snakemake(tiny_copy, "-n", *snakefile)
+    assert "Code has changed since last execution" in proc.stdout
+
+    # `--rerun-triggers` without `code` ignores it (then force what you changed with -R).
+    assert (
+        planned_jobs(
+            tiny_copy, *snakefile, "--rerun-triggers", "mtime", "params", "input", "software-env"
+        )
+        == []
+    )

@@ -1,0 +1,21 @@
+"""Rule label_clusters: k-means on codes of training frames, each cluster named by its majority
+query label -> a predictor directory (weights, clusters, meta)."""
+
+from soundharvest.io import run_logged
+from soundharvest.predict import label_clusters_file
+
+c = snakemake.params.clusters
+run_logged(
+    snakemake.log[0],
+    label_clusters_file,
+    list(snakemake.input.shards),
+    snakemake.input.labels,
+    snakemake.input.weights or None,
+    snakemake.params.out_dir,
+    k=c["k"],
+    sample_frames=c["sample_frames"],
+    seed=snakemake.params.seed,
+    max_k=c["max_k"],
+    features=snakemake.params.features,
+    model_name=snakemake.wildcards.model,
+)

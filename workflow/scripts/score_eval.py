@@ -1,0 +1,18 @@
+"""Rule score_eval: the family of every evaluation note through the cluster -> label model."""
+
+from pathlib import Path
+
+from soundharvest.io import run_logged
+from soundharvest.predict import score_eval_file
+
+run_logged(
+    snakemake.log[0],
+    score_eval_file,
+    snakemake.input.codes,
+    snakemake.input.notes,
+    Path(snakemake.input.predictor).parent,
+    snakemake.input.families,
+    snakemake.output.scores,
+    snakemake.output.confusion,
+    out_confusion_tsv=snakemake.output.confusion_table,
+)
