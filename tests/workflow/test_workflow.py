@@ -25,7 +25,7 @@ def test_complete_run_writes_catalog_and_summary(tiny_run):
     assert (catalog.loc[catalog["status"] != "ok", "reason"] != "").all()
     summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
     assert {(k, m) for k, m in zip(summary["kind"], summary["model"], strict=True)} == {
-        (k, m) for k in ("stft", "mel") for m in ("ae", "random", "raw", "pca")
+        (k, m) for k in ("stft", "mel") for m in ("ae", "contrastive", "random", "raw", "pca")
     }
 
 
@@ -80,7 +80,9 @@ def test_report_holds_every_figure_and_table(tiny_copy):
     snakemake(tiny_copy, "--report", "report.html")
     page = (tiny_copy / "report.html").read_text(encoding="utf-8", errors="replace")
     figures = sorted((tiny_copy / "results" / "figures").rglob("*.png"))
-    assert len(figures) >= 2 * (2 * 4 + 1 + 3), "every model's figures were made"
+    # per kind: inertia, elbow vs max_k and a projection per model and baseline (5), a confusion
+    # matrix per predictor (4), the metrics-vs-k figure
+    assert len(figures) == 2 * (3 * 5 + 4 + 1)
     missing = [f.name for f in figures if f.name not in page]
     assert missing == []
     for table in ("summary.tsv", "catalog.csv", "players.html", "queries.tsv"):
@@ -89,6 +91,6 @@ def test_report_holds_every_figure_and_table(tiny_copy):
 
 def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
     summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
-    trained = summary[summary["model"].isin(["ae", "random", "raw"])]
+    trained = summary[summary["model"].isin(["ae", "contrastive", "random", "raw"])]
     assert trained["accuracy"].between(0, 1).all()
     assert summary.loc[summary["model"] == "pca", "accuracy"].isna().all()

@@ -155,6 +155,14 @@ def model_params(model):
     return {"seed": config["seed"], **config["models"][model]}
 
 
+def positive_sources(wildcards):
+    """A contrastive model draws its positive pairs from the per-label frames (time-adjacent
+    frames of one clip), in the order the shuffle read them; other models need none."""
+    if config["models"][wildcards.trained_model]["type"] != "contrastive":
+        return []
+    return [f"{R}/concatenate/{wildcards.kind}/{label}.npy" for label in LABELS]
+
+
 def architecture_of(model):
     return config["architectures"][config["models"][model]["architecture"]]
 

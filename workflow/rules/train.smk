@@ -7,6 +7,7 @@ rule train:
             f"{R}/shuffle/{{{{kind}}}}/shard-{{i:02d}}.npy",
             i=range(config["dataset"]["n_shards"]),
         ),
+        positives=lambda wildcards: positive_sources(wildcards),
     output:
         weights=f"{R}/train/{{kind}}/{{trained_model}}/weights.safetensors",
         curves=f"{R}/train/{{kind}}/{{trained_model}}/curves.tsv",

@@ -24,4 +24,10 @@ run_logged(
     checkpoint_path=snakemake.params.checkpoint,
     checkpoint_every=snakemake.params.checkpoint_every,
     metadata={"model": snakemake.wildcards.trained_model, "features": snakemake.params.features},
+    normalize=m["normalize"],
+    positives=list(snakemake.input.positives) or None,
+    max_offset=m["max_offset"],
+    temperature=m["temperature"],
+    recon_weight=m["recon_weight"],
+    positive_scope=m["positive_scope"],
 )
