@@ -6,6 +6,8 @@
 #   tests/slurm/start_slurm.sh stop DIR    cancel the jobs, stop what `start` started
 #
 # After `start`, point every SLURM client at the cluster with `export SLURM_CONF=DIR/slurm.conf`.
+# It also links /etc/slurm/slurm.conf to it while it runs (srun inside a job ignores SLURM_CONF);
+# it leaves a machine's own SLURM configuration alone (and skips), and runs one cluster at a time.
 # Exit status: 0 ready / stopped, 77 cannot run here (the reason is printed as "SKIP: ..."),
 # anything else a real failure (the daemons' log tails are printed).
 # Ports: $SLURMCTLD_PORT and $SLURMD_PORT (defaults 6817 and 6818, SLURM's own).
@@ -265,10 +267,9 @@ start() {
 }
 
 stop() {
-    [[ -f "$CONF" ]] || return 0
-    if alive "$DIR/slurmctld.pid"; then
+    if [[ -f "$CONF" ]] && alive "$DIR/slurmctld.pid"; then
         # Cancel what is left (a failed test), so that no job step outlives its slurmd.
-        scancel --full --quiet --partition=debug 2>/dev/null || true
+        scancel --quiet --partition=debug 2>/dev/null || true
         for _ in $(seq 100); do
             [[ -z "$(squeue -h -t running,completing,pending 2>/dev/null)" ]] && break
             sleep 0.2

@@ -110,7 +110,7 @@ def test_hostile_queries_are_data_never_shell(sentinel_run):
     assert set(catalog["label"]) == set(QUERIES) and (catalog["status"] == "ok").any()
 
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")  # no space, quote, shell or path character
 
 
 def test_file_names_come_from_ids_never_from_titles_or_queries(sentinel_run):

@@ -52,9 +52,7 @@ rule convert:
 
 rule catalog:
     input:
-        search=lambda wildcards: [
-            p for paths in all_search_tsvs().values() for p in paths
-        ],
+        search=search_paths(),
         status=lambda wildcards: expand(
             f"{R}/convert/{{video_id}}.json", video_id=downloadable_ids()
         ),

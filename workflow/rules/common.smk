@@ -117,10 +117,31 @@ def training_ids(label):
     return list(usable.loc[usable["label"] == label, "video_id"])
 
 
+def search_paths():
+    """Every query's search table, by path (not through the checkpoint): the searches are then
+    known at once and run in parallel, and a job that needs them on a cluster node finds them.
+    """
+    return [
+        f"{R}/search/{label}/{qid}.tsv"
+        for label in LABELS
+        for qid in sorted(QUERIES[label])
+    ]
+
+
 def candidate_of(video_id):
     """What the download needs to know of a video: only what identifies it, so that a new rank
-    or another query finding it does not change the download job's parameters."""
-    rows = merged_candidates()
+    or another query finding it does not change the download job's parameters.
+
+    It reads the search tables from their paths rather than through the checkpoint: a download
+    job run by a cluster node's own Snakemake has no search job in its graph."""
+    key = tuple(
+        (
+            label,
+            tuple(f"{R}/search/{label}/{qid}.tsv" for qid in sorted(QUERIES[label])),
+        )
+        for label in LABELS
+    )
+    rows = _merged(key)
     row = rows[rows["video_id"] == video_id].iloc[0]
     return {
         k: str(row[k])

@@ -11,6 +11,9 @@ rule eval_set:
         f"{BENCH}/eval_set.tsv"
     conda:
         "../../envs/evaluate.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         eval_set=config["eval_set"],
         seed=config["seed"],
@@ -28,6 +31,9 @@ rule eval_frames:
         f"{LOGS}/eval_frames/{{kind}}.log",
     conda:
         "../../envs/evaluate.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         features=lambda wildcards: feature_spec(wildcards.kind),
         families=config["eval_set"]["families"],
@@ -45,6 +51,9 @@ rule embed:
         f"{LOGS}/embed/{{kind}}/{{model}}.log",
     conda:
         "../../envs/evaluate.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         model=lambda wildcards: wildcards.model,
         latent=lambda wildcards: baseline_dim(),
@@ -66,6 +75,9 @@ rule kmeans_sweep:
     conda:
         "../../envs/evaluate.yaml"
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         ks=lambda wildcards: [int(wildcards.start), int(wildcards.stop)],
         labelings=config["evaluation"]["labelings"],
@@ -155,6 +167,9 @@ rule projection:
         method="pca|tsne|umap",
     conda:
         "../../envs/evaluate.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         method=lambda wildcards: wildcards.method,
         seed=config["seed"],

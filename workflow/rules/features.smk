@@ -35,6 +35,9 @@ rule concatenate:
         f"{BENCH}/concatenate/{{kind}}/{{label}}.tsv"
     conda:
         "../../envs/features.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=60,
     params:
         video_ids=lambda wildcards: training_ids(wildcards.label),
         dtype=config["features"]["dtype"],
@@ -60,6 +63,7 @@ rule shuffle:
         "../../envs/features.yaml"
     resources:
         mem_mb=config["dataset"]["memory_budget_mb"] + 512,
+        runtime=120,
     params:
         labels=LABELS,
         seed=config["seed"],

@@ -19,6 +19,9 @@ rule label_clusters:
     conda:
         "../../envs/evaluate.yaml"
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         out_dir=lambda wildcards, output: str(Path(output[0]).parent),
         clusters=config["label_clusters"],
@@ -132,6 +135,9 @@ rule reconstruction:
         f"{BENCH}/reconstruction.tsv"
     conda:
         "../../envs/evaluate.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         features=lambda wildcards: {kind: feature_spec(kind) for kind in KINDS},
         models=lambda wildcards: {
