@@ -34,17 +34,19 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_dry_run_has_one_download_and_convert_per_video(tiny_copy):
-    for sub in ("downloads", "results/convert"):
-        for p in (tiny_copy / sub).rglob("*"):
-            if p.is_file() and ("status.json" in p.name or p.parent.name == "convert"):
-                p.unlink()
-    catalog = pd.read_csv(tiny_copy / "results" / "catalog.csv", dtype=str, keep_default_na=False)
-    usable = set(catalog.loc[~catalog["reason"].str.startswith("found by"), "video_id"])
-    proc = snakemake(tiny_copy, "-n", "--quiet", "rules")
+def test_dry_run_has_one_download_and_convert_per_video(tmp_path):
+    write_config(tmp_path, tiny_config())
+    snakemake(tmp_path, "--until", "candidates")  # the searches and the checkpoint only
+    usable = set()
+    for table in (tmp_path / "results" / "candidates").glob("*.tsv"):
+        rows = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
+        usable |= set(rows.loc[rows["status"] == "ok", "video_id"])
+    assert usable
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert int(counts["download"]) == len(usable)
     assert int(counts["convert"]) == len(usable)
+    assert int(counts["spectrogram"]) == 2 * len(usable)
 
 
 def test_changing_a_query_reruns_only_that_label(tiny_copy):

@@ -1,7 +1,7 @@
 # Acquisition: search -> download -> convert -> catalog.
 
 
-checkpoint search:
+rule search:
     output:
         f"{R}/search/{{label}}/{{query_id}}.tsv",
     log:
@@ -12,6 +12,24 @@ checkpoint search:
         search=search_params,
     script:
         "../scripts/search.py"
+
+
+# The one checkpoint: a label's merged candidates decide which videos exist downstream. Its
+# inputs are every search table (the cross-label rule needs them all), so a new or changed query
+# re-runs the merges, and only the labels whose list of videos changed re-run further.
+checkpoint candidates:
+    input:
+        search=search_paths(),
+    output:
+        f"{R}/candidates/{{label}}.tsv",
+    log:
+        f"{LOGS}/candidates/{{label}}.log",
+    conda:
+        "../../envs/acquire.yaml"
+    params:
+        cross_label=config["search"]["cross_label"],
+    script:
+        "../scripts/candidates.py"
 
 
 rule download:

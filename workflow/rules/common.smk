@@ -75,78 +75,55 @@ def search_params(wildcards):
     }
 
 
-def search_tsvs(label):
-    """The search results of one label (waits for the checkpoint)."""
+def search_paths(label=None):
+    """The search tables (of one label, or of all), by path: they are plain inputs, so the
+    searches are known at once, run in parallel, and a changed query re-runs its search.
+    """
+    labels = [label] if label else LABELS
     return [
-        checkpoints.search.get(label=label, query_id=qid).output[0]
-        for qid in sorted(QUERIES[label])
+        f"{R}/search/{lab}/{qid}.tsv" for lab in labels for qid in sorted(QUERIES[lab])
     ]
 
 
-def all_search_tsvs():
-    return {label: search_tsvs(label) for label in LABELS}
+@lru_cache(maxsize=64)
+def _read_candidates(path, mtime_ns):
+    return _search.read_search_table(path)
 
 
-@lru_cache(maxsize=4)
-def _merged(key):
-    tables = {label: list(paths) for label, paths in key}
-    return _search.merge_candidates(tables, config["search"]["cross_label"])
+def label_candidates(label, checkpoint=True):
+    """A label's merged candidates (one row per video, cross-label rule applied).
 
-
-def merged_candidates():
-    """All candidates of all labels: one row per (label, video), cross-label rule applied."""
-    key = tuple(
-        (label, tuple(paths)) for label, paths in sorted(all_search_tsvs().items())
-    )
-    return _merged(key)
-
-
-def _usable():
-    merged = merged_candidates()
-    return merged[merged["status"] == "ok"]
-
-
-def downloadable_ids():
-    """Every video that some label may use, once (a video found by two labels is one job)."""
-    return sorted(set(_usable()["video_id"]))
+    Through the ``candidates`` checkpoint by default; ``checkpoint=False`` reads the file by
+    path, for a job that runs after it in a Snakemake of its own (a cluster job)."""
+    if checkpoint:
+        path = checkpoints.candidates.get(label=label).output[0]
+    else:
+        path = f"{R}/candidates/{label}.tsv"
+    return _read_candidates(path, Path(path).stat().st_mtime_ns)
 
 
 def training_ids(label):
     """The videos whose frames are the label's training data, best rank first."""
-    usable = _usable()
-    return list(usable.loc[usable["label"] == label, "video_id"])
+    rows = label_candidates(label)
+    return list(rows.loc[rows["status"] == "ok", "video_id"])
 
 
-def search_paths():
-    """Every query's search table, by path (not through the checkpoint): the searches are then
-    known at once and run in parallel, and a job that needs them on a cluster node finds them.
-    """
-    return [
-        f"{R}/search/{label}/{qid}.tsv"
-        for label in LABELS
-        for qid in sorted(QUERIES[label])
-    ]
+def downloadable_ids():
+    """Every video that some label may use, once (a video found by two labels is one job)."""
+    return sorted({vid for label in LABELS for vid in training_ids(label)})
 
 
 def candidate_of(video_id):
     """What the download needs to know of a video: only what identifies it, so that a new rank
-    or another query finding it does not change the download job's parameters.
-
-    It reads the search tables from their paths rather than through the checkpoint: a download
-    job run by a cluster node's own Snakemake has no search job in its graph."""
-    key = tuple(
-        (
-            label,
-            tuple(f"{R}/search/{label}/{qid}.tsv" for qid in sorted(QUERIES[label])),
-        )
-        for label in LABELS
-    )
-    rows = _merged(key)
-    row = rows[rows["video_id"] == video_id].iloc[0]
-    return {
-        k: str(row[k])
-        for k in ("video_id", "url", "title", "channel", "duration", "label")
-    }
+    or another query finding it does not change the download job's parameters."""
+    for label in LABELS:
+        rows = label_candidates(label, checkpoint=False)
+        hit = rows[rows["video_id"] == video_id]
+        if len(hit):
+            row = hit.iloc[0]
+            keys = ("video_id", "url", "title", "channel", "duration", "label")
+            return {k: str(row[k]) for k in keys}
+    raise ValueError(f"video {video_id} is in no label's candidates")
 
 
 # ---------------------------------------------------------------- features helpers
