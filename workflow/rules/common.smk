@@ -117,6 +117,8 @@ def candidate_of(video_id):
     """What the download needs to know of a video: only what identifies it, so that a new rank
     or another query finding it does not change the download job's parameters."""
     for label in LABELS:
+        if not Path(f"{R}/candidates/{label}.tsv").exists():
+            continue  # that label's checkpoint has not run yet: the video is not its
         rows = label_candidates(label, checkpoint=False)
         hit = rows[rows["video_id"] == video_id]
         if len(hit):
