@@ -33,6 +33,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -450,6 +451,7 @@ def sweep(
     n_chains: int = 3,
     threads: int | None = 1,
     on_result: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """k-means for every k in ``ks`` with inertia and clustering metrics per k.
 
@@ -476,6 +478,8 @@ def sweep(
         as parallel jobs rather than giving one job several threads.
     :param on_result: optional callback ``(k, centroids, assignment)`` per k (e.g. to keep the
         assignments for a cluster -> label model).
+    :param workers: chains run side by side in this many threads (None: one per CPU, at most
+        ``n_chains``); the result does not depend on it.
     :return: one row per k, columns ``k, inertia, <name>_ri, <name>_ari, <name>_nmi,
         <name>_purity`` (for each labelling), ``n_iter`` (Lloyd iterations, all chains),
         ``start`` (``fresh``/``warm``), ``chain`` (the winning chain), ``seconds``.
@@ -498,22 +502,31 @@ def sweep(
         rows: list[dict] = []
         chains: list[tuple[_State, float]] = []
         n_chains = max(1, int(n_chains))
+
+        def advance(c: int, k: int) -> tuple[tuple[_State, float], str]:
+            # One generator per (seed, chain, k): a row does not depend on how it was reached,
+            # nor on which thread ran the chain.
+            rng = np.random.default_rng([int(seed), c, k])
+            if len(chains) < n_chains:
+                return _fresh(data, k, rng, n_init, max_iter, tol), "fresh"
+            st_c = chains[c][0]
+            st_c.n_iter = 0
+            _insert(st_c, k - st_c.C.shape[0], rng)
+            _lloyd(st_c, max_iter, tol)
+            return (st_c, _exact_inertia(st_c)), "warm"
+
+        # The chains are independent: run them side by side on the machine's cores (torch
+        # releases the GIL inside its kernels), each kernel on one thread.
+        n_workers = max(1, min(n_chains, workers or os.cpu_count() or 1))
+        pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
         for k in ks:
             t0 = time.perf_counter()
-            starts = []
-            for c in range(n_chains):
-                # One generator per (seed, chain, k): a row does not depend on how it was reached.
-                rng = np.random.default_rng([int(seed), c, k])
-                if len(chains) < n_chains:
-                    chains.append(_fresh(data, k, rng, n_init, max_iter, tol))
-                    starts.append("fresh")
-                else:
-                    st_c = chains[c][0]
-                    st_c.n_iter = 0
-                    _insert(st_c, k - st_c.C.shape[0], rng)
-                    _lloyd(st_c, max_iter, tol)
-                    chains[c] = (st_c, _exact_inertia(st_c))
-                    starts.append("warm")
+            if pool is None:
+                done = [advance(c, k) for c in range(n_chains)]
+            else:
+                done = list(pool.map(lambda c, k=k: advance(c, k), range(n_chains)))
+            chains = [state for state, _ in done]
+            starts = [start for _, start in done]
             best = min(range(n_chains), key=lambda c: chains[c][1])
             st, inertia = chains[best]
             start = starts[best]
@@ -533,6 +546,8 @@ def sweep(
             rows.append(row)
             if k % 50 == 0 or k == ks[-1]:
                 log.info("k-means sweep: k = %d, inertia %.6g, %d iterations", k, inertia, n_iter)
+        if pool is not None:
+            pool.shutdown()
         return pd.DataFrame(rows)
 
 
