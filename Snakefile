@@ -1,6 +1,7 @@
 # soundharvest: from instrument search queries to a trained self-supervised model and an honest
 # evaluation of its latent space. Layout of what it writes (under config["results"]):
-#   search/<label>/<query_id>.tsv      ranked candidates per query (the one checkpoint)
+#   search/<label>/<query_id>.tsv      ranked candidates per query
+#   candidates/<label>.tsv             a label's merged candidates (the one checkpoint)
 #   catalog.csv                        every candidate: status (ok / failed / skipped) and reason
 #   convert/<video_id>.wav|.json       16 kHz mono wav and its status
 #   spectrogram/<kind>/<video_id>.npy  frames x bins in [0, 1], + .energy.npy
