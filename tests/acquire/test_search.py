@@ -155,3 +155,11 @@ def test_label_video_ids_errors(tables, tmp_path):
     junk.write_text("a\tb\n1\t2\n")
     with pytest.raises(SoundharvestError, match="not a search table"):
         label_video_ids("flute", dict(tables, flute=[junk]))
+
+
+def test_tables_by_label_groups_by_folder_in_order(tmp_path):
+    from soundharvest.acquire.search import tables_by_label
+
+    paths = [tmp_path / "organ" / "q-2.tsv", tmp_path / "flute" / "q-1.tsv"]
+    paths.append(tmp_path / "organ" / "q-1.tsv")
+    assert tables_by_label(paths) == {"organ": [paths[0], paths[2]], "flute": [paths[1]]}

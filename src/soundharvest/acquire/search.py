@@ -30,6 +30,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -297,6 +298,14 @@ def _merge_rows(
                     row["status"], row["reason"] = "skipped", reason
             out.append(row)
     return out
+
+
+def tables_by_label(paths: Sequence[Pathlike]) -> dict[str, list[Pathlike]]:
+    """Group per-query tables laid out as ``<any>/<label>/<query_id>.tsv`` by label, in order."""
+    tables: dict[str, list[Pathlike]] = {}
+    for path in paths:
+        tables.setdefault(Path(path).parent.name, []).append(path)
+    return tables
 
 
 def merge_candidates(
