@@ -137,6 +137,17 @@ class ClipPositives:
         return out
 
 
+def _side_array(path: Path, shard: Path, n_rows: int) -> np.ndarray:
+    """A shard's side array (one value per row), checked against the shard's row count."""
+    arr = load_npy(path)
+    if arr.shape != (n_rows,):
+        raise SoundharvestError(
+            f"{path}: shape {arr.shape}, expected ({n_rows},) to match {shard.name}; "
+            "re-run the shuffle stage"
+        )
+    return arr
+
+
 class ShardReader:
     """Deterministic batches over shards, block by block.
 
@@ -201,23 +212,9 @@ class ShardReader:
                 )
             self.arrays.append(a)
             if with_labels:
-                lp = labels_path(p)
-                lab = load_npy(lp)
-                if lab.shape != (a.shape[0],):
-                    raise SoundharvestError(
-                        f"{lp}: shape {lab.shape}, expected ({a.shape[0]},) to match {p.name}; "
-                        "re-run the shuffle stage"
-                    )
-                self.labels.append(lab)
+                self.labels.append(_side_array(labels_path(p), p, a.shape[0]))
             if with_rows:
-                rp = rows_path(p)
-                r = load_npy(rp)
-                if r.shape != (a.shape[0],):
-                    raise SoundharvestError(
-                        f"{rp}: shape {r.shape}, expected ({a.shape[0]},) to match {p.name}; "
-                        "re-run the shuffle stage"
-                    )
-                self.rows.append(r)
+                self.rows.append(_side_array(rows_path(p), p, a.shape[0]))
         self.n_bins = int(n_bins)
         self.shard_rows = [int(a.shape[0]) for a in self.arrays]
         self.n_rows = int(sum(self.shard_rows))
