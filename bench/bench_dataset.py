@@ -37,14 +37,22 @@ HWM_TRAILER = (
 )
 
 
+#: Seconds to wait after the ``sync`` before each timed run (``--settle``).
+SETTLE_S = 5.0
+
+
 def run_timed(cmd: list[str]) -> tuple[float, float, str]:
     """Run ``cmd`` then ``sync``; return (seconds, peak RSS in MB of the child, stdout).
 
+    Before the clock starts: ``sync``, then ``SETTLE_S`` seconds of rest. On a virtual disk the
+    write speed right after a multi-GB write (the previous run, the removal of its output) was
+    measured at half the rested speed, and that penalised whichever step came second.
     For ``python -c CODE`` the peak is the child's own ``VmHWM``; otherwise ``ru_maxrss``.
     """
     if len(cmd) == 3 and cmd[1] == "-c":
         cmd = [cmd[0], "-c", cmd[2] + HWM_TRAILER]
     subprocess.run(["sync"], check=True)
+    time.sleep(SETTLE_S)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read()
@@ -93,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=int, default=10)
     ap.add_argument("--bins", type=int, default=513)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=2, help="interleaved runs; best of each")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved runs; best of each")
+    ap.add_argument("--settle", type=float, default=SETTLE_S, help="seconds of rest per run")
     args = ap.parse_args(argv)
+    globals()["SETTLE_S"] = args.settle
 
     size = int(args.size_gb * 1e9)
     work = args.dir

@@ -184,6 +184,31 @@ def _write_all(fh, data: np.ndarray) -> None:
             done += fh.write(mv[done:])
 
 
+def _gather_rows(src: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``src[idx]`` written into ``out[:len(idx)]`` (a reused buffer); returns that view.
+
+    Rows are moved as opaque records (a void view), and into memory that is already mapped:
+    a fresh result array per block costs a page fault and a zeroed page per 4 KiB, which
+    measured as a third of the shuffle's time here. This is ~1.5x faster than fancy indexing
+    even without the faults (0.043 s vs 0.064 s for 200 MB of 1 KiB rows).
+    """
+    m = len(idx)
+    dst = out[:m]
+    if src.dtype != out.dtype:  # a dtype conversion: numpy's own gather, then cast
+        dst[...] = src[idx]
+        return dst
+    row = np.dtype((np.void, src.dtype.itemsize * int(np.prod(src.shape[1:], dtype=np.int64))))
+    # mode="clip" writes straight into `out` (the default "raise" buffers a copy); the indices
+    # are in range by construction.
+    np.take(
+        src.reshape(len(src), -1).view(row).reshape(-1),
+        idx,
+        out=dst.reshape(m, -1).view(row).reshape(-1),
+        mode="clip",
+    )
+    return dst
+
+
 @contextlib.contextmanager
 def _npy_writer(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> Iterator[Any]:
     """An open binary file positioned at the data of a new ``.npy`` at a temporary name.
@@ -453,15 +478,22 @@ def _scatter_to_cells(
     # Writes run on a second thread while the next block is gathered (numpy and file writes
     # release the GIL): on 2 cores this overlaps the two memory-bound halves.
     writer = _Writer()
+    # Two gather buffers, reused: the writer thread writes one while the next block is
+    # gathered into the other (``_Writer`` keeps at most one batch in flight).
+    bufs: list[np.ndarray] = []
     try:
-        for lid, blk, sel, rows, shard, key in blocks:
+        for i, (lid, blk, sel, rows, shard, key) in enumerate(blocks):
             cell = shard.astype(np.int64) * n_buckets
             if n_buckets > 1:
                 cell += (key >> shift).astype(np.int64)
             order = np.argsort(cell, kind="stable")
             src = order if sel is None else sel[order]
-            # Fancy indexing gathers ~2x faster than np.take(out=) here (measured).
-            out = blk[src].astype(dtype, copy=False)
+            if len(bufs) < 2:
+                bufs.append(np.empty((len(blk), bins), dtype))
+            buf = bufs[i % 2]
+            if len(buf) < len(src):  # blocks never grow, but stay safe
+                buf = bufs[i % 2] = np.empty((len(src), bins), dtype)
+            out = _gather_rows(blk, src, buf)
             rec = np.empty(len(src), _REC)
             rec["key"], rec["row"], rec["label"] = key[order], rows[order], lid
             counts = np.bincount(cell, minlength=k * n_buckets)
@@ -471,6 +503,7 @@ def _scatter_to_cells(
     finally:
         writer.close()
         cells.close()
+        del bufs
 
 
 def _cell_parts(
@@ -699,6 +732,9 @@ def shuffle(
         # writes shard j while shard j + 1 is computed, and the outputs appear together.
         with contextlib.ExitStack() as outputs:
             writer = _Writer()
+            # Two reused gather buffers, alternating (one is being written meanwhile).
+            chunk_bufs = [np.empty((0, bins), out_dtype)] * 2
+            n_chunks = 0
             try:
                 for j, shard_path in enumerate(out_paths):
                     files = _open_shard(shard_path, int(sizes[j]), bins, out_dtype, outputs)
@@ -708,7 +744,15 @@ def shuffle(
                         # Ties in the 64-bit key (practically never) are broken by the source row.
                         order = np.lexsort((rec["row"], rec["key"]))
                         for s in range(0, len(order), chunk_rows):
-                            writer.submit(_write_all, files[0], data[order[s : s + chunk_rows]])
+                            idx = order[s : s + chunk_rows]
+                            b = n_chunks % 2
+                            if len(chunk_bufs[b]) < len(idx):
+                                chunk_bufs[b] = np.empty((chunk_rows, bins), out_dtype)
+                            # The writer finished with this buffer: submit() waited for the
+                            # write before the last one.
+                            rows_out = _gather_rows(data, idx, chunk_bufs[b])
+                            writer.submit(_write_all, files[0], rows_out)
+                            n_chunks += 1
                         writer.submit(_write_all, files[1], rec["label"][order])
                         writer.submit(_write_all, files[2], rec["row"][order])
                         written += len(rec)

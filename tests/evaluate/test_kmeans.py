@@ -165,3 +165,25 @@ def test_duplicate_points_and_k_equal_n():
     C, a, inertia = kmeans(np.arange(6, dtype=np.float32)[:, None], 6, device="cpu")
     assert inertia == pytest.approx(0.0, abs=1e-9)
     assert len(set(a.tolist())) == 6
+
+
+def test_chains_merge_once_they_agree():
+    """Past the data's structure the chains agree; then one chain goes on, nearly as good."""
+    X = _blobs_noise(n=20000, d=10, centers=40)  # the benchmark's shape: 40 blobs plus noise
+    full = sweep(X, range(2, 121), {}, seed=0, device="cpu", merge_tol=0).set_index("k")
+    merged = sweep(X, range(2, 121), {}, seed=0, device="cpu").set_index("k")
+    alone = merged.index[merged["n_iter"] < 0.6 * full["n_iter"]]
+    assert len(alone), "the chains never merged"
+    first = int(alone.min())
+    assert 40 < first < 110  # not before the 40 blobs are found
+    # after the merge one chain (the winner at the merge) produces every row ...
+    assert merged.loc[first:, "chain"].nunique() == 1
+    # ... for well under the work of three ...
+    assert merged.loc[first:, "n_iter"].sum() < 0.6 * full.loc[first:, "n_iter"].sum()
+    # ... with the same rows before the merge and nearly the same inertia after it
+    before = merged.index[merged.index < first - 10]
+    pd.testing.assert_series_equal(merged.loc[before, "inertia"], full.loc[before, "inertia"])
+    assert (merged["inertia"] <= 1.01 * full["inertia"]).all()
+
+    never = sweep(X[:3000], range(2, 60), {}, seed=0, device="cpu", merge_patience=10**6)
+    assert never["chain"].nunique() > 1  # patience never reached: the chains all run

@@ -452,6 +452,8 @@ def sweep(
     threads: int | None = 1,
     on_result: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     workers: int | None = None,
+    merge_tol: float = 0.005,
+    merge_patience: int = 10,
 ) -> pd.DataFrame:
     """k-means for every k in ``ks`` with inertia and clustering metrics per k.
 
@@ -480,6 +482,9 @@ def sweep(
         assignments for a cluster -> label model).
     :param workers: chains run side by side in this many threads (None: one per CPU, at most
         ``n_chains``); the result does not depend on it.
+    :param merge_tol: chains whose inertias lie within this relative distance of the best one
+        count as agreeing (0 or a negative value: never merge).
+    :param merge_patience: consecutive agreeing k's after which only the best chain goes on.
     :return: one row per k, columns ``k, inertia, <name>_ri, <name>_ari, <name>_nmi,
         <name>_purity`` (for each labelling), ``n_iter`` (Lloyd iterations, all chains),
         ``start`` (``fresh``/``warm``), ``chain`` (the winning chain), ``seconds``.
@@ -500,14 +505,16 @@ def sweep(
             codes[name] = (c, classes.size)
 
         rows: list[dict] = []
-        chains: list[tuple[_State, float]] = []
         n_chains = max(1, int(n_chains))
+        alive = list(range(n_chains))  # chain ids still running (one after the chains merge)
+        chains: dict[int, tuple[_State, float]] = {}
+        agree = 0
 
         def advance(c: int, k: int) -> tuple[tuple[_State, float], str]:
             # One generator per (seed, chain, k): a row does not depend on how it was reached,
             # nor on which thread ran the chain.
             rng = np.random.default_rng([int(seed), c, k])
-            if len(chains) < n_chains:
+            if c not in chains:
                 return _fresh(data, k, rng, n_init, max_iter, tol), "fresh"
             st_c = chains[c][0]
             st_c.n_iter = 0
@@ -521,16 +528,31 @@ def sweep(
         pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
         for k in ks:
             t0 = time.perf_counter()
-            if pool is None:
-                done = [advance(c, k) for c in range(n_chains)]
+            if pool is None or len(alive) == 1:
+                done = [advance(c, k) for c in alive]
             else:
-                done = list(pool.map(lambda c, k=k: advance(c, k), range(n_chains)))
-            chains = [state for state, _ in done]
-            starts = [start for _, start in done]
-            best = min(range(n_chains), key=lambda c: chains[c][1])
+                done = list(pool.map(lambda c, k=k: advance(c, k), alive))
+            chains = {c: state for c, (state, _) in zip(alive, done, strict=True)}
+            starts = {c: start for c, (_, start) in zip(alive, done, strict=True)}
+            best = min(alive, key=lambda c: chains[c][1])
             st, inertia = chains[best]
             start = starts[best]
-            n_iter = sum(ch[0].n_iter for ch in chains)
+            if len(alive) > 1 and merge_tol > 0:
+                worst = max(chains[c][1] for c in alive)
+                agree = agree + 1 if worst <= inertia * (1.0 + merge_tol) else 0
+                if agree >= merge_patience:
+                    log.info(
+                        "k-means sweep: chains agree within %g from k = %d on; "
+                        "chain %d goes on alone",
+                        merge_tol,
+                        k - agree + 1,
+                        best,
+                    )
+                    n_iter_merged = sum(ch[0].n_iter for ch in chains.values())
+                    alive = [best]
+                    chains = {best: chains[best]}
+                    chains[best][0].n_iter = n_iter_merged
+            n_iter = sum(ch[0].n_iter for ch in chains.values())
             a = st.a.cpu().numpy()
             row: dict[str, float | int | str] = {"k": k, "inertia": inertia}
             for name, (c, n_classes) in codes.items():
