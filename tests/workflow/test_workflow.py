@@ -96,3 +96,27 @@ def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
     trained = summary[summary["model"].isin(["ae", "contrastive", "random", "raw"])]
     assert trained["accuracy"].between(0, 1).all()
     assert summary.loc[summary["model"] == "pca", "accuracy"].isna().all()
+
+
+def test_training_seeds_give_one_model_per_seed_and_a_spread(tiny_copy):
+    config = yaml.safe_load((tiny_copy / "config.yaml").read_text())
+    config["features"]["kinds"] = ["stft"]
+    config["models"] = {m: config["models"][m] for m in ("ae", "random")}
+    config["train"]["seeds"] = [3, 4]
+    write_config(tiny_copy, config)
+    snakemake(tiny_copy, "results/summary_by_model.tsv")
+    train = tiny_copy / "results" / "train" / "stft"
+    weights = {m: (train / m / "weights.safetensors").read_bytes() for m in ("ae-s3", "ae-s4")}
+    assert weights["ae-s3"] != weights["ae-s4"]  # the seed reached the training
+    summary = pd.read_csv(tiny_copy / "results" / "summary.tsv", sep="\t")
+    rows = summary.set_index("model")
+    assert set(rows.index) == {"ae-s3", "ae-s4", "random-s3", "random-s4", "raw", "pca"}
+    assert rows.loc["ae-s4", "base_model"] == "ae" and rows.loc["ae-s4", "seed"] == 4
+    by = pd.read_csv(tiny_copy / "results" / "summary_by_model.tsv", sep="\t").set_index("model")
+    assert by.loc["ae", "n_seeds"] == 2 and by.loc["raw", "n_seeds"] == 0
+    both = rows.loc[["ae-s3", "ae-s4"], "nmi@k=2"]
+    assert by.loc["ae", "nmi@k=2"] == pytest.approx(both.mean(), abs=1e-4)
+    assert by.loc["ae", "nmi@k=2_std"] == pytest.approx(both.std(ddof=1), abs=1e-4)
+    assert by.loc["ae", "accuracy"] == pytest.approx(
+        rows.loc[["ae-s3", "ae-s4"], "accuracy"].mean(), abs=1e-4
+    )

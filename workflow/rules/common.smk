@@ -18,7 +18,15 @@ D = config["downloads"]
 SOURCE = config["source"]
 LABELS = sorted(config["labels"])
 KINDS = config["features"]["kinds"]
-MODELS = sorted(config["models"])
+# Training seeds: one model instance per configured model and seed. With a single seed the
+# instance keeps the model's name; with several it is "<model>-s<seed>" (config names cannot
+# contain "-", so the two never collide).
+SEEDS = config["train"]["seeds"] or [config["seed"]]
+MODELS = [
+    model if len(SEEDS) == 1 else f"{model}-s{seed}"
+    for model in sorted(config["models"])
+    for seed in SEEDS
+]
 # Baselines embedded beside the models: the raw features and their PCA to the latent size.
 BASELINES = ["raw", "pca"]
 # What gets a cluster -> label model: every model, and the raw features (PCA is fitted on the
@@ -150,21 +158,30 @@ def feature_spec(kind):
 # ---------------------------------------------------------------- training helpers
 
 
+def base_model(model):
+    """The configured model an instance belongs to ("acai-s1" -> "acai")."""
+    return model.rsplit("-s", 1)[0] if len(SEEDS) > 1 else model
+
+
 def model_params(model):
-    """A model's settings, its seed defaulting to the run's."""
-    return {"seed": config["seed"], **config["models"][model]}
+    """A model instance's settings. Its seed: the instance's when several seeds are trained,
+    else the model's own `seed`, else the run's."""
+    params = {"seed": SEEDS[0], **config["models"][base_model(model)]}
+    if len(SEEDS) > 1:
+        params["seed"] = int(model.rsplit("-s", 1)[1])
+    return params
 
 
 def positive_sources(wildcards):
     """A contrastive model draws its positive pairs from the per-label frames (time-adjacent
     frames of one clip), in the order the shuffle read them; other models need none."""
-    if config["models"][wildcards.trained_model]["type"] != "contrastive":
+    if config["models"][base_model(wildcards.trained_model)]["type"] != "contrastive":
         return []
     return [f"{R}/concatenate/{wildcards.kind}/{label}.npy" for label in LABELS]
 
 
 def architecture_of(model):
-    return config["architectures"][config["models"][model]["architecture"]]
+    return config["architectures"][config["models"][base_model(model)]["architecture"]]
 
 
 # ---------------------------------------------------------------- evaluation helpers

@@ -191,9 +191,14 @@ rule summary:
             f"{R}/scores/{{kind}}/{{model}}.tsv", kind=KINDS, model=PREDICTORS
         ),
     output:
-        report(
+        summary=report(
             f"{R}/summary.tsv",
             caption="../report/summary.rst",
+            category="0. Summary",
+        ),
+        by_model=report(
+            f"{R}/summary_by_model.tsv",
+            caption="../report/summary_by_model.rst",
             category="0. Summary",
         ),
     log:
@@ -205,5 +210,6 @@ rule summary:
         models=MODELS + BASELINES,
         n_families=len(config["eval_set"]["families"]),
         max_k=config["evaluation"]["max_k"],
+        instances={m: (base_model(m), model_params(m)["seed"]) for m in MODELS},
     script:
         "../scripts/summary.py"

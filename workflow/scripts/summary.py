@@ -1,4 +1,5 @@
-"""Rule summary: one row per model x feature kind -> results/summary.tsv."""
+"""Rule summary: one row per model x feature kind -> results/summary.tsv, and the mean and
+spread over training seeds -> results/summary_by_model.tsv."""
 
 from itertools import product
 
@@ -11,7 +12,9 @@ run_logged(
     summary_file,
     dict(zip(keys, snakemake.input.sweeps, strict=True)),
     dict(zip(keys, snakemake.input.elbows, strict=True)),
-    snakemake.output[0],
+    snakemake.output.summary,
     snakemake.params.n_families,
     score_tsvs=list(snakemake.input.scores),
+    instances=snakemake.params.instances,
+    by_model_tsv=snakemake.output.by_model,
 )

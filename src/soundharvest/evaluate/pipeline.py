@@ -160,14 +160,27 @@ def summary_file(
     n_families: int,
     labeling: str = "family",
     score_tsvs: Sequence[Pathlike] = (),
+    instances: Mapping[str, tuple[str, int]] | None = None,
+    by_model_tsv: Pathlike | None = None,
 ) -> pd.DataFrame:
     """One row per (kind, model): metrics at k = number of families and at each elbow, and,
     from ``score_tsvs`` (:func:`soundharvest.predict.score_eval_file`), the accuracy of the
-    cluster -> label model on the evaluation notes."""
+    cluster -> label model on the evaluation notes.
+
+    :param instances: model instance -> (configured model, training seed), for models trained
+        with several seeds (e.g. ``"acai-s1" -> ("acai", 1)``); other models are their own
+        group with no seed.
+    :param by_model_tsv: where to write :func:`summarize_seeds` of the table (mean, standard
+        deviation and number of seeds per configured model); None: not written.
+    """
+    instances = dict(instances or {})
     rows = []
     for (kind, model), path in sweep_tsvs.items():
         table = pd.read_csv(path, sep="\t")
-        row: dict[str, Any] = {"kind": kind, "model": model, "n_points": None}
+        base, seed = instances.get(model, (model, None))
+        row: dict[str, Any] = {
+            "kind": kind, "model": model, "base_model": base, "seed": seed, "n_points": None
+        }  # fmt: skip
         at = _row_at(table, n_families)
         for metric in METRICS:
             col = f"{labeling}_{metric}"
@@ -193,5 +206,39 @@ def summary_file(
         keep = ["kind", "model", "k", "accuracy", "balanced_accuracy"]
         scores = scores[keep].rename(columns={"k": "predictor_k"})
         summary = summary.merge(scores, on=["kind", "model"], how="left")
+    summary["seed"] = summary["seed"].astype("Int64")
     write_tsv(out_tsv, summary)
+    if by_model_tsv is not None:
+        write_tsv(by_model_tsv, summarize_seeds(summary))
     return summary
+
+
+#: Columns of :func:`summarize_seeds`: the issue's comparison across training seeds.
+SEED_METRICS = ("purity", "nmi", "ari")
+
+
+def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample standard deviation over training seeds, per (kind, configured model).
+
+    Columns: ``kind, model, n_seeds``, then ``<metric>`` and ``<metric>_std`` for purity, NMI
+    and ARI at k = number of families, their means over k <= 100, and the accuracy of the
+    cluster -> label model (where scored). A model with one seed (or a baseline) has std NaN:
+    a spread needs at least two runs.
+    """
+    at = [c for c in summary.columns if c.startswith(tuple(f"{m}@k=" for m in SEED_METRICS))]
+    at = [c for c in at if "<=" not in c]
+    means = [f"mean_{m}@k<=100" for m in SEED_METRICS if f"mean_{m}@k<=100" in summary]
+    cols = at + means + [c for c in ("accuracy", "balanced_accuracy") if c in summary]
+    rows = []
+    for (kind, base), grp in summary.groupby(["kind", "base_model"], sort=False):
+        row: dict[str, Any] = {
+            "kind": kind,
+            "model": base,
+            "n_seeds": int(grp["seed"].notna().sum()),
+        }
+        for c in cols:
+            vals = pd.to_numeric(grp[c], errors="coerce").dropna()
+            row[c] = round(float(vals.mean()), 4) if len(vals) else None
+            row[f"{c}_std"] = round(float(vals.std(ddof=1)), 4) if len(vals) > 1 else None
+        rows.append(row)
+    return pd.DataFrame(rows)
