@@ -5,6 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed
+# An overlay on config/config.yaml, e.g. `make run CONFIG=config/best.yaml` (empty: the default).
+CONFIG ?=
+CONFIG_ARGS = $(if $(CONFIG),--configfile $(CONFIG))
+# The run's results folder (an overlay may move it), read once the venv exists.
+RESULTS = $(shell $(BIN)/python -c "import sys, yaml; d = {}; \
+	[d.update(yaml.safe_load(open(f)) or {}) for f in sys.argv[1:]]; \
+	print(d.get('results', 'results'))" config/config.yaml $(CONFIG))
 
 .PHONY: run test lint bench dag report clean
 
@@ -19,11 +26,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES)
-	$(BIN)/snakemake --report results/report.html
+	$(BIN)/snakemake --cores $(CORES) $(CONFIG_ARGS)
+	$(BIN)/snakemake --report $(RESULTS)/report.html $(CONFIG_ARGS)
 	@echo
-	@echo "Done. Results are in results/: open results/report.html;"
-	@echo "the summary table is results/summary.tsv, the catalog of videos results/catalog.csv."
+	@echo "Done. Results are in $(RESULTS)/: open $(RESULTS)/report.html;"
+	@echo "the summary tables are $(RESULTS)/summary.tsv and $(RESULTS)/summary_by_model.tsv,"
+	@echo "the catalog of videos $(RESULTS)/catalog.csv."
 
 test: lint
 	$(BIN)/python -m pytest

@@ -51,7 +51,10 @@ STFT = {"n_fft": 1024, "hop_length": 512}
 LABELS = ["guitar", "voice", "organ", "flute", "piano", "violin"]
 FAMILIES = ["guitar", "vocal", "organ", "flute"]
 
-#: name -> (model type, train() keyword arguments). Every entry uses the thesis architecture.
+#: The pitch-shift-invariant encoder (``frontend: logconv``), small enough for a CPU.
+LOGCONV = {"frontend": "logconv", "channels": [32, 32, 32], "hidden": [128], "latent": 10}
+
+#: name -> (model type, train() keyword arguments). The thesis architecture unless ``arch``.
 MODELS: dict[str, tuple[str, dict]] = {
     "random": ("random", {}),
     "random-frame": ("random", {"normalize": "frame"}),
@@ -65,6 +68,13 @@ MODELS: dict[str, tuple[str, dict]] = {
     # Weak supervision (positives = any frame of the same query label): not unsupervised.
     "supcon-label-frame": ("contrastive", {"normalize": "frame", "positive_scope": "label"}),
     "supcon-label": ("contrastive", {"positive_scope": "label"}),
+    # The logconv encoder: untrained, and trained on pairs from anywhere in one clip.
+    "random-logconv": ("random", {"arch": LOGCONV}),
+    "clip-logconv": ("contrastive", {"arch": LOGCONV, "max_offset": 100_000, "gain_jitter": 0.1}),
+    "label-logconv": (
+        "contrastive",
+        {"arch": LOGCONV, "positive_scope": "label", "gain_jitter": 0.1},
+    ),
 }
 
 
@@ -197,12 +207,14 @@ def main() -> None:
             if not name.startswith("raw"):
                 mtype, kw = MODELS[name]
                 kw = dict(kw)
+                arch = kw.pop("arch", "thesis")
                 if mtype == "contrastive":
-                    kw.update(
-                        positives=sources(work),
-                        max_offset=args.max_offset,
-                        temperature=args.temperature,
-                    )
+                    kw = {
+                        "max_offset": args.max_offset,
+                        "temperature": args.temperature,
+                        **kw,
+                        "positives": sources(work),
+                    }
                 wdir = work / "models" / f"{name}-f{args.frames}-b{args.batch_size}-s{seed}"
                 weights = wdir / "model.safetensors"
                 if not weights.is_file():
@@ -212,7 +224,10 @@ def main() -> None:
                         wdir / "curves.tsv",
                         wdir / "curves.png",
                         model_type=mtype,
-                        arch="thesis",
+                        arch=arch,
+                        metadata={
+                            "features": {"kind": "stft", "params": STFT, "sample_rate": 16000}
+                        },
                         frames=args.frames,
                         batch_size=args.batch_size,
                         lr=args.lr,

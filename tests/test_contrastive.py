@@ -178,3 +178,115 @@ def test_contrastive_needs_positives(clips, tmp_path: Path) -> None:
             frames=256,
             threads=1,
         )
+
+
+# ---------------------------------------------------------------- the logconv front end
+
+STFT_HZ = np.arange(513) * 16000 / 1024  # bin frequencies of the default stft kind
+LOGCONV = {"frontend": "logconv", "channels": [16, 16, 16], "hidden": [32], "latent": 8}
+
+
+def _harmonic_frame(f0: float, odd_only: bool = False, rolloff: float = 1.0) -> np.ndarray:
+    """A [0, 1]-scaled dB-like frame: partials of f0 with a 1/n^rolloff amplitude."""
+    frame = np.zeros(513)
+    for n in range(1, 40):
+        if odd_only and n % 2 == 0:
+            continue
+        f = n * f0
+        if f >= 7900:
+            break
+        frame += n**-rolloff * np.exp(-0.5 * ((STFT_HZ - f) / 12.0) ** 2)
+    return np.clip(1.0 + 20 * np.log10(frame + 1e-4) / 80.0, 0, 1).astype(np.float32)
+
+
+def test_logconv_codes_follow_timbre_across_pitch() -> None:
+    """Two semitones apart, one timbre stays closer than another timbre at the same pitch; the
+    thesis' MLP sees the pitch change as the bigger one. (Untrained encoders: the prior alone.
+    Measured: the invariance fades with the interval, ratio 0.15 at 2 semitones, 0.9 at a
+    fifth, 2 at an octave, where the occupied frequency range itself moves.)"""
+    arch = {**LOGCONV, "bin_hz": STFT_HZ.tolist()}
+    f1 = 220.0 * 2 ** (2 / 12)
+    low, high = _harmonic_frame(220.0), _harmonic_frame(f1)
+    other = _harmonic_frame(f1, odd_only=True, rolloff=2.0)
+    frames = np.stack([low, high, other])
+    ratios = {}
+    for name, a in {"logconv": arch, "mlp": {"hidden": [64, 64], "latent": 8}}.items():
+        ds = []
+        for seed in range(5):
+            z = encode(build_model("random", 513, a, seed=seed), frames)
+            d_octave = np.linalg.norm(z[0] - z[1])
+            d_timbre = np.linalg.norm(z[1] - z[2])
+            ds.append(d_octave / d_timbre)
+        ratios[name] = float(np.median(ds))
+    assert ratios["logconv"] < 0.5, ratios
+    assert ratios["mlp"] > 1.0, ratios
+
+
+def test_log_resampler_interpolates_between_bins() -> None:
+    from soundharvest.models import log_resampler
+
+    mat = log_resampler(STFT_HZ, 60.0, None, 12).numpy()
+    assert mat.shape[0] == 513
+    assert np.allclose(mat.sum(0), 1.0)  # every grid point a convex mix of two bins
+    grid = 60.0 * 2 ** (np.arange(mat.shape[1]) / 12)
+    assert np.allclose(STFT_HZ @ mat, grid, rtol=1e-6)  # linear in frequency: exact
+    assert grid[-1] <= STFT_HZ[-1] < grid[-1] * 2 ** (1 / 12)
+    with pytest.raises(SoundharvestError, match="increasing"):
+        log_resampler(STFT_HZ[::-1], 60.0, None, 12)
+
+
+def test_logconv_trains_from_the_feature_spec_and_reloads(clips, tmp_path: Path) -> None:
+    shards, sources, _ = clips
+    spec = {"kind": "stft", "params": {"n_fft": 126, "hop_length": 63}, "sample_rate": 16000}
+    w = tmp_path / "c.safetensors"
+    common = dict(model_type="contrastive", arch={**LOGCONV, "channels": [8, 8]}, frames=2048)
+    train(shards, w, tmp_path / "c.tsv", tmp_path / "c.png", **common, batch_size=64,
+          lr=1e-3, threads=1, positives=sources, gain_jitter=0.1,
+          metadata={"features": spec})  # fmt: skip
+    net, meta = load_model(w)
+    assert meta["arch"]["frontend"] == "logconv"
+    assert len(meta["arch"]["bin_hz"]) == 64  # 126 // 2 + 1 bins at 16 kHz
+    assert meta["arch"]["bin_hz"][1] == pytest.approx(16000 / 126, rel=1e-4)
+    x = np.load(shards[0])[:5].astype(np.float32)
+    again = build_model("contrastive", 64, meta["arch"], seed=0)
+    again.load_state_dict(net.state_dict())
+    assert np.allclose(encode(net, x), encode(again, x), atol=1e-6)
+    with pytest.raises(SoundharvestError, match="bin"):
+        train(
+            shards,
+            tmp_path / "d.safetensors",
+            tmp_path / "d.tsv",
+            tmp_path / "d.png",
+            **common,
+            threads=1,
+            positives=sources,
+        )  # fmt: skip  (no feature spec)
+
+
+def test_same_clip_partners_in_a_batch_are_positives() -> None:
+    """With clip ids, frames of one clip are not each other's negatives."""
+    torch.manual_seed(0)
+    model = build_model("contrastive", 16, {"hidden": [16], "latent": 4}, seed=0)
+    obj = ContrastiveObjective(model, temperature=0.1)
+    a = torch.rand(6, 16)
+    x = torch.stack([a, a], dim=1)  # every partner identical to its anchor
+    x[1, 1] = x[0, 0]  # and anchors 0 and 1 both match partner 0's content
+    groups_apart = torch.arange(6, dtype=torch.float32)
+    groups_shared = torch.tensor([0, 0, 1, 2, 3, 4], dtype=torch.float32)
+    noise = obj.draw(6)
+    with torch.no_grad():
+        _, m_apart = obj.losses(x, torch.cat([noise, groups_apart[:, None]], 1))
+        _, m_shared = obj.losses(x, torch.cat([noise, groups_shared[:, None]], 1))
+        plain, m_plain = obj.losses(x, noise)
+        apart, _ = obj.losses(x, torch.cat([noise, groups_apart[:, None]], 1))
+    assert float(plain) == pytest.approx(float(apart), rel=1e-6)  # distinct clips: plain InfoNCE
+    # top-1 (last metric): a same-clip partner counts as a hit only when the ids say so
+    assert float(m_shared[-1]) >= float(m_apart[-1])
+
+
+def test_gain_jitter_draws_levels_in_range() -> None:
+    model = build_model("contrastive", 16, {"hidden": [16], "latent": 4}, seed=0)
+    off = ContrastiveObjective(model).draw(1000)
+    assert torch.all(off == 0)
+    on = ContrastiveObjective(model, gain_jitter=0.1, seed=3).draw(1000)
+    assert float(on.abs().max()) <= 0.1 and float(on.std()) > 0.04

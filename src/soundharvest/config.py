@@ -88,8 +88,15 @@ def _check_relative(key: str, value: str) -> None:
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
+    from .models import resolve_arch
+
     _check_relative("results", config["results"])
     _check_relative("downloads", config["downloads"])
+    for name, arch in config["architectures"].items():
+        try:
+            resolve_arch(arch)
+        except SoundharvestError as e:
+            raise SoundharvestError(f"config: architectures.{name}: {e}") from None
     for name, model in config["models"].items():
         arch = model["architecture"]
         if arch not in config["architectures"]:

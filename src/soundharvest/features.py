@@ -128,6 +128,20 @@ def n_bins(kind: str, params: dict[str, Any] | None = None) -> int:
     return p.n_fft // 2 + 1 if isinstance(p, StftParams) else p.n_mels
 
 
+def bin_frequencies(kind: str, params: dict[str, Any] | None, sample_rate: int) -> np.ndarray:
+    """Centre frequency in Hz of every bin of ``kind``'s frames (what a log-frequency front end
+    of a model resamples from): ``i * sr / n_fft`` for ``stft``; the mel bands' centres (on the
+    Slaney scale librosa uses) for ``mel``.
+    """
+    p = make_params(kind, params)
+    if isinstance(p, StftParams):
+        return np.arange(p.n_fft // 2 + 1, dtype=np.float64) * sample_rate / p.n_fft
+    import librosa
+
+    fmax = p.fmax if p.fmax is not None else sample_rate / 2.0
+    return librosa.mel_frequencies(p.n_mels + 2, fmin=p.fmin, fmax=fmax)[1:-1].astype(np.float64)
+
+
 def n_frames(n_samples: int, hop_length: int, n_fft: int, center: bool = True) -> int:
     """Number of frames librosa makes of ``n_samples`` samples (0 for an empty signal)."""
     if n_samples == 0:

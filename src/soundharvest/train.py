@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .features import bin_frequencies
 from .io import Pathlike, SoundharvestError, atomic_path, write_tsv
 from .loader import BLOCK_ROWS, ClipPositives, ShardReader
 from .models import autoencoder_of, build_model, resolve_arch
@@ -212,32 +213,52 @@ class AcaiObjective(Objective):
 
 
 class ContrastiveObjective(Objective):
-    """InfoNCE on pairs of frames from the same clip, close in time (the data's free signal).
+    """InfoNCE on pairs of frames from the same clip (the data's free signal).
 
-    A batch is ``(b, 2, bins)``: frame ``i`` and a partner from the same clip at most a few
-    frames away (:class:`soundharvest.loader.ClipPositives`). Same clip means same recording and
-    mostly the same instrument, but often another pitch and level, so pulling the two codes
-    together teaches the encoder what stays constant in a clip (timbre) and to ignore what
-    changes (pitch, loudness). The other ``b - 1`` partners in the batch are the negatives; the
-    loss is symmetric (both directions), on unit codes with temperature ``temperature``
-    (default 0.1, SimCLR's order of magnitude). ``recon_weight`` (default 0) adds the
-    autoencoder's reconstruction error of the first frames.
+    A batch is ``(b, 2, bins)``: frame ``i`` and a partner from the same clip at most
+    ``max_offset`` frames away (:class:`soundharvest.loader.ClipPositives`). Same clip means
+    same recording and mostly the same instrument, but often another pitch and level, so
+    pulling the two codes together teaches the encoder what stays constant in a clip (timbre)
+    and to ignore what changes (pitch, loudness). The other partners in the batch are the
+    negatives, except those from the anchor's own clip: with the clip ids of the batch (the
+    ``groups`` the training loop passes) every same-clip partner counts as a positive (the
+    supervised-contrastive form of the loss, Khosla et al. 2020), so a batch holding several
+    frames of one clip does not push them apart. The loss is symmetric (both directions), on
+    unit codes with temperature ``temperature`` (default 0.1, SimCLR's order of magnitude).
+    ``gain_jitter`` changes each anchor's level at random (loudness must not solve the task);
+    ``recon_weight`` (default 0) adds the autoencoder's reconstruction error of the anchors.
     """
 
     needs_pairs = True
+
+    def draw(self, batch: int) -> torch.Tensor:
+        # A level change per anchor frame, uniform in +-gain_jitter (in scaled units: 1 = the
+        # 80 dB range), so that loudness is not a cue shared by a pair.
+        g = float(self.hparams.get("gain_jitter", 0.0))
+        u = torch.rand(batch, 1, device=self.device, generator=self.generator)
+        return (2.0 * u - 1.0) * g
 
     def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tau = float(self.hparams.get("temperature", 0.1))
         recon_weight = float(self.hparams.get("recon_weight", 0.0))
         b = x.shape[0]
-        z = self.model.encode(torch.cat([x[:, 0], x[:, 1]])).float()  # unit codes
+        anchor = x[:, 0]
+        if float(self.hparams.get("gain_jitter", 0.0)) > 0:
+            anchor = (anchor + noise[:, :1].to(anchor.dtype)).clamp(0.0, 1.0)
+        z = self.model.encode(torch.cat([anchor, x[:, 1]])).float()  # unit codes
         z1, z2 = z[:b], z[b:]
         logits = z1 @ z2.T / tau
-        target = torch.arange(b, device=x.device)
-        nce = 0.5 * (
-            torch.nn.functional.cross_entropy(logits, target)
-            + torch.nn.functional.cross_entropy(logits.T, target)
-        )
+        if noise.shape[1] > 1:  # clip ids: every same-clip pair is a positive
+            groups = noise[:, 1]
+            pos = (groups[:, None] == groups[None, :]).float()
+        else:
+            pos = torch.eye(b, device=x.device)
+        n_pos = pos.sum(dim=1)  # >= 1: the diagonal
+
+        def supcon(lg: torch.Tensor) -> torch.Tensor:
+            return -(lg.log_softmax(dim=1) * pos).sum(dim=1).div(n_pos).mean()
+
+        nce = 0.5 * (supcon(logits) + supcon(logits.T))  # pos is symmetric
         nan = torch.full_like(nce, float("nan"))
         if recon_weight > 0:
             recon = torch.mean(torch.square(self.model.decode(z1).float() - x[:, 0]))
@@ -245,8 +266,9 @@ class ContrastiveObjective(Objective):
             recon = nan
         total = nce + recon_weight * recon if recon_weight > 0 else nce
         with torch.no_grad():
-            # Share of frames whose own partner is the closest code: a training accuracy.
-            top1 = (logits.argmax(dim=1) == target).float().mean()
+            # Share of frames whose closest code is a positive (its own partner, or with clip
+            # ids any partner of its clip): a training accuracy.
+            top1 = pos.gather(1, logits.argmax(dim=1, keepdim=True)).mean()
         return total, torch.stack([nce.detach(), recon.detach(), nan, nan, nan, top1])
 
 
@@ -291,10 +313,16 @@ class Stepper:
                 objective.losses, mode="default" if mode == "compile" else mode
             )
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        """One step on ``x``; returns the metrics vector (on the device, no sync)."""
+    def step(self, x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+        """One step on ``x``; returns the metrics vector (on the device, no sync).
+
+        :param groups: optional ``(batch,)`` ids (e.g. the clip of each pair), handed to the
+            objective as a second column of its random numbers.
+        """
         obj = self.objective
         noise = obj.draw(x.shape[0])
+        if groups is not None:
+            noise = torch.cat([noise, groups.reshape(-1, 1).to(noise.dtype)], dim=1)
         if self.mode == "cudagraph" and not self._graph_failed:
             if self._graph is None and x.shape[0] >= 2:
                 self._capture(x, noise)
@@ -548,6 +576,7 @@ def train(
     temperature: float = 0.1,
     recon_weight: float = 0.0,
     positive_scope: str = "clip",
+    gain_jitter: float = 0.0,
 ) -> dict[str, Any]:
     """Train one model on the shuffled shards for exactly ``frames`` frames.
 
@@ -588,6 +617,8 @@ def train(
     :param recon_weight: ``contrastive``: weight of an added reconstruction term (0: none).
     :param positive_scope: pair objectives: ``clip`` (same clip, within ``max_offset``; no
         labels used) or ``label`` (any frame of the same query label: weak supervision).
+    :param gain_jitter: ``contrastive``: random level change of each anchor frame, uniform in
+        +-``gain_jitter`` in the frames' scaled units (0.1 = 8 dB of the 80 dB range).
     :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
     """
     if model_type not in OBJECTIVES:
@@ -604,6 +635,17 @@ def train(
         shard_paths, batch_size, block_rows=block_rows, seed=seed, device=dev, prefetch=prefetch
     )
     in_dim = reader.n_bins
+    if arch["frontend"] == "logconv" and arch["bin_hz"] is None:
+        # The front end resamples the bins onto a log-frequency axis: it needs their
+        # frequencies, which follow from the feature kind the metadata carries.
+        spec = (metadata or {}).get("features")
+        if not spec:
+            raise SoundharvestError(
+                "architecture.frontend = logconv: the bins' frequencies are unknown; pass "
+                "metadata={'features': {'kind', 'params', 'sample_rate'}} or arch['bin_hz']"
+            )
+        hz = bin_frequencies(spec["kind"], spec.get("params"), int(spec["sample_rate"]))
+        arch = {**arch, "bin_hz": [round(float(f), 4) for f in hz]}
     model = build_model(model_type, in_dim, arch, seed, normalize=normalize).to(dev)
     if normalize == "bin":
         # Per-bin statistics from the stream's first rows (a uniform sample: shards are shuffled).
@@ -647,6 +689,7 @@ def train(
             temperature=float(temperature),
             recon_weight=float(recon_weight),
             positive_scope=positive_scope,
+            gain_jitter=float(gain_jitter),
         )
     title = f"{model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
     log.info(
@@ -695,6 +738,7 @@ def train(
         reg=reg,
         temperature=temperature,
         recon_weight=recon_weight,
+        gain_jitter=gain_jitter,
     )
     stepper = Stepper(objective, compile)
     checkpoint_every = int(checkpoint_every or max(batch_size, frames // 10))
@@ -721,6 +765,7 @@ def train(
                     recon_weight,
                     positive_scope,
                     [str(p) for p in positives],
+                    *([gain_jitter] if gain_jitter else []),
                 ]
             }
         ),
@@ -784,9 +829,14 @@ def train(
             # The partner draw is a function of (seed, frames seen): a resumed run draws the
             # same partners as an uninterrupted one.
             prng = np.random.default_rng([int(seed), 7, frames_seen])
-            partner = pairs.frames(pairs.partner_rows(src_rows.numpy(), prng))
+            rows_np = src_rows.numpy()
+            partner = pairs.frames(pairs.partner_rows(rows_np, prng))
             x = torch.stack([x, torch.from_numpy(partner).to(dev, non_blocking=True)], dim=1)
-        metrics = stepper.step(x)
+            # Clip ids as float32 are exact below 2^24 clips.
+            groups = torch.from_numpy(pairs.groups(rows_np).astype(np.float32)).to(dev)
+            metrics = stepper.step(x, groups)
+        else:
+            metrics = stepper.step(x)
         acc += metrics
         n_acc += 1
         frames_seen += x.shape[0]

@@ -26,3 +26,41 @@ def test_pool_codes_means_per_note() -> None:
         assert np.allclose(pooled[n], codes[note_of == n].mean(0), atol=1e-6)
     with pytest.raises(SoundharvestError, match="cover"):
         pool_codes(codes, note_of, 4)  # note 3 has no frame
+
+
+def test_eval_frames_writes_loud_frames_and_embed_pools_them(tmp_path) -> None:
+    from soundharvest.evaluate.frames import eval_frames
+    from soundharvest.evaluate.nsynth import load_note, render_eval_set
+    from soundharvest.evaluate.pipeline import embed_file
+    from soundharvest.features import compute_features
+
+    nsynth = tmp_path / "nsynth"
+    render_eval_set(nsynth, ["flute", "organ"], 3, seed=0)
+    params = {"n_fft": 512, "hop_length": 256}
+    paths = {n: tmp_path / f"{n}.npy" for n in ("top", "loud", "note")}
+    notes = eval_frames(
+        nsynth, paths["top"], tmp_path / "notes.tsv", "stft", params,
+        out_loud=paths["loud"], out_loud_note=paths["note"], loud_db=10.0,
+    )  # fmt: skip
+    top, loud, note_of = (np.load(p) for p in paths.values())
+    assert note_of.tolist() == sorted(note_of.tolist())  # notes in order, frames in time order
+    for i, key in enumerate(notes["note_str"]):
+        frames, energy = compute_features(load_note(nsynth, key), 16000, "stft", params)
+        sel = loud_frames(energy, 10.0)
+        assert np.array_equal(loud[note_of == i], frames[sel])
+        assert any(np.array_equal(top[i], f) for f in loud[note_of == i])  # the top frame is in
+    # embed: a note's raw code is the mean of its loud frames; PCA reduces those means
+    raw = embed_file(paths["top"], tmp_path / "raw.npy", "raw", loud_npy=paths["loud"],
+                     loud_note_npy=paths["note"])  # fmt: skip
+    assert raw.shape == top.shape
+    for i in range(len(top)):
+        assert np.allclose(raw[i], loud[note_of == i].mean(0), atol=1e-6)
+    pca = embed_file(paths["top"], tmp_path / "pca.npy", "pca", latent=3,
+                     loud_npy=paths["loud"], loud_note_npy=paths["note"])  # fmt: skip
+    assert pca.shape == (len(top), 3)
+    # without the loud frames: the thesis' top frame, unchanged
+    assert np.array_equal(embed_file(paths["top"], tmp_path / "r2.npy", "raw"), top)
+    with pytest.raises(SoundharvestError, match="both"):
+        eval_frames(
+            nsynth, paths["top"], tmp_path / "n.tsv", "stft", params, out_loud=paths["loud"]
+        )

@@ -192,6 +192,18 @@ def eval_set_dir():
     return config["eval_set"]["path"] or f"{R}/eval_set"
 
 
+def pooled_frames():
+    """With `evaluation.pool: mean`, the loud frames of every note and their note index (the
+    eval_frames outputs that embed averages codes over); nothing with the thesis' `top`.
+    """
+    if config["evaluation"]["pool"] != "mean":
+        return {}
+    return {
+        "loud": f"{R}/eval_frames/{{kind}}.loud.npy",
+        "loud_note": f"{R}/eval_frames/{{kind}}.loud_note.npy",
+    }
+
+
 def model_weights(wildcards):
     if wildcards.model in BASELINES:
         return []

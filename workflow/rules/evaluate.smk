@@ -25,6 +25,7 @@ rule eval_frames:
     input:
         eval_set_dir(),
     output:
+        **pooled_frames(),
         frames=f"{R}/eval_frames/{{kind}}.npy",
         notes=f"{R}/eval_frames/{{kind}}.notes.tsv",
     log:
@@ -37,12 +38,14 @@ rule eval_frames:
     params:
         features=lambda wildcards: feature_spec(wildcards.kind),
         families=config["eval_set"]["families"],
+        loud_db=config["evaluation"]["loud_db"],
     script:
         "../scripts/eval_frames.py"
 
 
 rule embed:
     input:
+        **pooled_frames(),
         frames=f"{R}/eval_frames/{{kind}}.npy",
         weights=lambda wildcards: model_weights(wildcards),
     output:

@@ -12,4 +12,6 @@ run_logged(
     weights=snakemake.input.weights or None,
     latent=snakemake.params.latent,
     seed=snakemake.params.seed,
+    loud_npy=snakemake.input.get("loud"),
+    loud_note_npy=snakemake.input.get("loud_note"),
 )

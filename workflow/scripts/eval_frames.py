@@ -1,4 +1,5 @@
-"""Rule eval_frames: every evaluation note -> its highest-energy frame and its labels."""
+"""Rule eval_frames: every evaluation note -> its highest-energy frame and its labels (and, to
+average codes over a note, its loud frames)."""
 
 from soundharvest.evaluate.frames import eval_frames
 from soundharvest.io import run_logged
@@ -14,4 +15,7 @@ run_logged(
     f["params"],
     sample_rate=f["sample_rate"],
     families=snakemake.params.families,
+    out_loud=snakemake.output.get("loud"),
+    out_loud_note=snakemake.output.get("loud_note"),
+    loud_db=snakemake.params.loud_db,
 )

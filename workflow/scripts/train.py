@@ -30,4 +30,5 @@ run_logged(
     temperature=m["temperature"],
     recon_weight=m["recon_weight"],
     positive_scope=m["positive_scope"],
+    gain_jitter=m.get("gain_jitter", 0.0),
 )

@@ -16,10 +16,14 @@ import numpy as np
 import pandas as pd
 
 from ..features import compute_features, n_bins
-from ..io import Pathlike, SoundharvestError, open_memmap_atomic, write_tsv
+from ..io import Pathlike, SoundharvestError, open_memmap_atomic, save_npy, write_tsv
 from .nsynth import load_note, read_nsynth
 
 log = logging.getLogger("soundharvest.eval_frames")
+
+#: Default loudness window of ``loud_frames``: frames within 20 dB of the note's loudest frame
+#: (the held part of an NSynth note; its release and the silence after it fall below).
+LOUD_DB = 20.0
 
 #: Columns of the notes table written beside the frames.
 NOTE_COLUMNS = ["note_str", "family", "instrument", "pitch", "velocity", "frame", "energy"]
@@ -33,8 +37,15 @@ def eval_frames(
     params: dict[str, Any],
     sample_rate: int = 16000,
     families: Sequence[str] | None = None,
+    out_loud: Pathlike | None = None,
+    out_loud_note: Pathlike | None = None,
+    loud_db: float = LOUD_DB,
 ) -> pd.DataFrame:
     """Write the highest-energy frame of every note (of ``families``) and a table of its labels.
+
+    With ``out_loud`` (and ``out_loud_note``), also every loud frame of every note (within
+    ``loud_db`` dB of its loudest, :func:`loud_frames`) and the note index of each: the frames
+    whose codes :func:`pool_codes` averages into one code per note.
 
     :param nsynth_dir: a directory in NSynth's format (validated on reading).
     :param out_frames: ``.npy`` of shape (notes, bins), float32 in [0, 1].
@@ -42,8 +53,13 @@ def eval_frames(
     :param kind: ``stft`` or ``mel``; ``params`` its parameters and ``sample_rate`` the rate
         they apply to (as for training; a note at another rate is an error).
     :param families: NSynth family names to keep (``None``: all the directory has).
+    :param out_loud: ``.npy`` of the loud frames of all notes, in note order (float32).
+    :param out_loud_note: ``.npy`` of the note index (row of the notes table) of each.
+    :param loud_db: the loud window in dB below a note's loudest frame.
     :return: the notes table.
     """
+    if (out_loud is None) != (out_loud_note is None):
+        raise SoundharvestError("eval_frames: give both out_loud and out_loud_note, or neither")
     examples = read_nsynth(nsynth_dir)
     if families:
         missing = sorted(set(families) - set(examples["instrument_family_str"]))
@@ -56,6 +72,7 @@ def eval_frames(
     examples = examples.sort_values("note_str").reset_index(drop=True)
     bins = n_bins(kind, params)
     rows = []
+    loud: list[np.ndarray] = []
     with open_memmap_atomic(out_frames, (len(examples), bins), np.float32) as out:
         for i, ex in enumerate(examples.itertuples(index=False)):
             samples = load_note(nsynth_dir, ex.note_str)
@@ -64,6 +81,8 @@ def eval_frames(
                 raise SoundharvestError(f"{nsynth_dir}: note {ex.note_str} has no audio frames")
             best = int(np.argmax(energy))
             out[i] = frames[best]
+            if out_loud is not None:
+                loud.append(np.asarray(frames[loud_frames(energy, loud_db)], dtype=np.float32))
             rows.append(
                 (
                     ex.note_str,
@@ -76,6 +95,12 @@ def eval_frames(
                 )
             )
     notes = pd.DataFrame(rows, columns=NOTE_COLUMNS)
+    if out_loud is not None:
+        note_of = np.concatenate(
+            [np.full(len(f), i, dtype=np.int64) for i, f in enumerate(loud)] or [np.empty(0, int)]
+        )
+        save_npy(out_loud, np.concatenate(loud) if loud else np.empty((0, bins), np.float32))
+        save_npy(out_loud_note, note_of)
     write_tsv(out_notes, notes)
     log.info(
         "%d notes of %d families -> %s frames of %d bins",
@@ -85,11 +110,6 @@ def eval_frames(
         bins,
     )
     return notes
-
-
-#: Default loudness window of ``loud_frames``: frames within 20 dB of the note's loudest frame
-#: (the held part of an NSynth note; its release and the silence after it fall below).
-LOUD_DB = 20.0
 
 
 def loud_frames(energy: np.ndarray, loud_db: float = LOUD_DB) -> np.ndarray:

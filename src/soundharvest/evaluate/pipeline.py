@@ -36,24 +36,37 @@ def embed_file(
     weights: Pathlike | None = None,
     latent: int = 10,
     seed: int = 0,
+    loud_npy: Pathlike | None = None,
+    loud_note_npy: Pathlike | None = None,
 ) -> np.ndarray:
-    """Codes of the evaluation frames under ``model``.
+    """Codes of the evaluation notes under ``model``: one per note.
 
     :param model: ``raw`` (the frames themselves), ``pca`` (their PCA to ``latent`` dimensions,
         fitted on the evaluation frames) or a trained model's name (then ``weights`` is its file).
+    :param loud_npy: with ``loud_note_npy`` (from :func:`~.frames.eval_frames`): a note's code
+        is the mean of the codes of its loud frames (``evaluation.pool: mean``) instead of the
+        code of its highest-energy frame in ``frames_npy`` (the thesis).
     """
     from . import embed as _embed
+    from .frames import pool_codes
 
     frames = np.asarray(load_npy(frames_npy), dtype=np.float32)
-    if model == "raw":
-        codes = frames
-    elif model == "pca":
-        codes = _embed.pca_codes(frames, latent, seed=seed)
+    n_notes = len(frames)
+    pooled = loud_npy is not None
+    if pooled:
+        frames = np.asarray(load_npy(loud_npy), dtype=np.float32)
+        note_of = np.asarray(load_npy(loud_note_npy), dtype=np.int64)
+    if model in ("raw", "pca"):
+        codes = pool_codes(frames, note_of, n_notes) if pooled else frames
+        if model == "pca":
+            codes = _embed.pca_codes(codes, latent, seed=seed)
     else:
         from ..train import encode, load_model
 
         net, _meta = load_model(weights)
         codes = encode(net, frames)
+        if pooled:
+            codes = pool_codes(codes, note_of, n_notes)
     codes = np.asarray(codes, dtype=np.float32)
     save_npy(out_npy, codes)
     log.info("%s: %d codes of %d dimensions", model, *codes.shape)

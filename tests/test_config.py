@@ -1,0 +1,53 @@
+"""The shipped configurations validate, and bad values fail in one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from soundharvest.config import validate_config
+from soundharvest.io import SoundharvestError
+
+ROOT = Path(__file__).resolve().parents[1]
+OVERLAYS = sorted(p for p in (ROOT / "config").glob("*.yaml") if p.name != "config.yaml")
+
+
+def merged(*paths: Path) -> dict:
+    """Snakemake's merge of --configfile overlays on the Snakefile's configfile."""
+
+    def update(base: dict, new: dict) -> dict:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                update(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    out: dict = {}
+    for p in paths:
+        update(out, yaml.safe_load(p.read_text()) or {})
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_shipped_overlays_validate(overlay):
+    config = validate_config(merged(ROOT / "config" / "config.yaml", overlay))
+    assert config["models"], overlay
+
+
+def test_logconv_architecture_errors_name_the_key():
+    config = merged(ROOT / "config" / "config.yaml")
+    config["architectures"]["conv"] = {
+        "frontend": "logconv", "hidden": [16], "latent": 4, "channels": [8, 0],
+    }  # fmt: skip
+    with pytest.raises(SoundharvestError, match=r"architectures\.conv\.channels"):
+        validate_config(config)  # the schema's check
+    config["architectures"]["conv"] = {"frontend": "logconv", "hidden": [16], "latent": 4}
+    config["architectures"]["conv"]["fmax"] = 40.0  # below the default fmin (60 Hz)
+    with pytest.raises(SoundharvestError, match=r"architectures\.conv: architecture\.fmax"):
+        validate_config(config)  # the library's check, run at validation time
+    config["architectures"]["conv"]["fmax"] = None
+    config["architectures"]["conv"]["fmin"] = 50.0
+    assert validate_config(config)["architectures"]["conv"]["fmin"] == 50.0
