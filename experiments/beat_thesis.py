@@ -71,6 +71,8 @@ MODELS: dict[str, tuple[str, dict]] = {
     # The logconv encoder: untrained, and trained on pairs from anywhere in one clip.
     "random-logconv": ("random", {"arch": LOGCONV}),
     "clip-logconv": ("contrastive", {"arch": LOGCONV, "max_offset": 100_000, "gain_jitter": 0.1}),
+    "clip-logconv-near": ("contrastive", {"arch": LOGCONV, "max_offset": 8, "gain_jitter": 0.1}),
+    "clip-logconv-nojitter": ("contrastive", {"arch": LOGCONV, "max_offset": 100_000}),
     "label-logconv": (
         "contrastive",
         {"arch": LOGCONV, "positive_scope": "label", "gain_jitter": 0.1},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -99,12 +100,19 @@ def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
 
 
 def test_training_seeds_give_one_model_per_seed_and_a_spread(tiny_copy):
+    """Two training seeds, and notes pooled over their loud frames (evaluation.pool: mean)."""
     config = yaml.safe_load((tiny_copy / "config.yaml").read_text())
     config["features"]["kinds"] = ["stft"]
     config["models"] = {m: config["models"][m] for m in ("ae", "random")}
     config["train"]["seeds"] = [3, 4]
+    config["evaluation"]["pool"] = "mean"
     write_config(tiny_copy, config)
     snakemake(tiny_copy, "results/summary_by_model.tsv")
+    ev = tiny_copy / "results" / "eval_frames"
+    loud, note_of = np.load(ev / "stft.loud.npy"), np.load(ev / "stft.loud_note.npy")
+    raw = np.load(tiny_copy / "results" / "embed" / "stft" / "raw.npy")
+    assert len(loud) > len(raw)  # several loud frames per note
+    assert np.allclose(raw[0], loud[note_of == 0].mean(0), atol=1e-5)
     train = tiny_copy / "results" / "train" / "stft"
     weights = {m: (train / m / "weights.safetensors").read_bytes() for m in ("ae-s3", "ae-s4")}
     assert weights["ae-s3"] != weights["ae-s4"]  # the seed reached the training
