@@ -159,6 +159,14 @@ def test_score_eval_accuracy_and_confusion(tmp_path) -> None:
     )
     assert row["accuracy"] == pytest.approx(round(5 / 9, 4))
     assert row["balanced_accuracy"] == pytest.approx(round((1 + 1 / 3 + 0.5) / 3, 4))
+    # Closed set: the drums cluster (no evaluated family) does not compete, so the two vocal
+    # notes in its blob go to the nearest of flute, organ and voice.
+    assert row["closed_clusters"] == 3
+    named = np.array(model.cluster_names)
+    allowed = np.flatnonzero(named != "drums")
+    d = ((codes[7:9, None, :] - model.centroids[None, allowed, :]) ** 2).sum(-1)
+    rescued = int((named[allowed][d.argmin(1)] == "voice").sum())
+    assert row["closed_accuracy"] == pytest.approx(round((5 + rescued) / 9, 4))
     conf = pd.read_csv(tmp_path / "confusion.tsv", sep="\t").set_index("true")
     assert conf.loc["vocal", NO_FAMILY] == 2 and conf.loc["organ", "flute"] == 2
     assert (tmp_path / "confusion.png").stat().st_size > 1000

@@ -758,7 +758,9 @@ def score_eval_file(
     Each note's code (``results/embed/<kind>/<model>.npy``, from the same model; for ``raw`` the
     frames) goes to its nearest named cluster; the cluster's label maps to an NSynth family
     (``resources/label_families.tsv``; a label without a family predicts :data:`NO_FAMILY`,
-    always wrong).
+    always wrong). ``closed_accuracy`` makes the same prediction among the clusters named after
+    a label of one of the evaluated families only (a closed-set choice among the families the
+    notes come from; ``closed_clusters`` says how many competed).
 
     :param codes_npy: the notes' codes, one row per row of ``notes_tsv``.
     :param notes_tsv: the eval_frames table (``note_str``, ``family``, ...).
@@ -793,16 +795,31 @@ def score_eval_file(
     true = notes["family"].astype(str).tolist()
     scores, conf = family_scores(true, pred)
     reachable = {f for f in fam.values() if f}
+    # Closed set: only clusters named after a label of an evaluated family compete (a choice
+    # among the families the notes come from, as a classifier on them would make).
+    evaluated = set(true)
+    cluster_family = np.array([fam[clusters.labels[i]] or "" for i in clusters.names])
+    keep = np.flatnonzero(np.isin(cluster_family, sorted(evaluated)))
+    if len(keep):
+        near = nearest_centroid(codes, clusters.centroids[keep])
+        closed = cluster_family[keep][near]
+        closed_acc = float(np.mean(closed == np.asarray(true)))
+    else:
+        closed_acc = float("nan")  # no cluster is named after an evaluated family
     row = {
         "kind": meta["features"]["kind"],
         "model": meta.get("model", d.name),
         "k": clusters.k,
         "k_choice": meta.get("k_choice", ""),
         **scores,
+        "closed_accuracy": closed_acc,
+        "closed_clusters": int(len(keep)),
         # Notes whose family no label maps to can never be right: say how many there are.
         "n_unreachable": int(sum(t not in reachable for t in true)),
     }
-    for key in ("accuracy", "balanced_accuracy", "majority_baseline", "chance_balanced"):
+    for key in (
+        "accuracy", "balanced_accuracy", "majority_baseline", "chance_balanced", "closed_accuracy"
+    ):  # fmt: skip
         row[key] = round(float(row[key]), 4)
     write_tsv(out_tsv, pd.DataFrame([row]))
     if out_confusion_tsv is not None:

@@ -216,7 +216,8 @@ def summary_file(
     summary = pd.DataFrame(rows).drop(columns="n_points")
     if score_tsvs:
         scores = pd.concat([pd.read_csv(p, sep="\t") for p in score_tsvs], ignore_index=True)
-        keep = ["kind", "model", "k", "accuracy", "balanced_accuracy"]
+        keep = ["kind", "model", "k", "accuracy", "balanced_accuracy", "closed_accuracy"]
+        keep = [c for c in keep if c in scores]
         scores = scores[keep].rename(columns={"k": "predictor_k"})
         summary = summary.merge(scores, on=["kind", "model"], how="left")
     summary["seed"] = summary["seed"].astype("Int64")
@@ -241,7 +242,8 @@ def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
     at = [c for c in summary.columns if c.startswith(tuple(f"{m}@k=" for m in SEED_METRICS))]
     at = [c for c in at if "<=" not in c]
     means = [f"mean_{m}@k<=100" for m in SEED_METRICS if f"mean_{m}@k<=100" in summary]
-    cols = at + means + [c for c in ("accuracy", "balanced_accuracy") if c in summary]
+    scored = ("accuracy", "balanced_accuracy", "closed_accuracy")
+    cols = at + means + [c for c in scored if c in summary]
     rows = []
     for (kind, base), grp in summary.groupby(["kind", "base_model"], sort=False):
         row: dict[str, Any] = {
