@@ -73,6 +73,14 @@ MODELS: dict[str, tuple[str, dict]] = {
     "clip-logconv": ("contrastive", {"arch": LOGCONV, "max_offset": 100_000, "gain_jitter": 0.1}),
     "clip-logconv-near": ("contrastive", {"arch": LOGCONV, "max_offset": 8, "gain_jitter": 0.1}),
     "clip-logconv-nojitter": ("contrastive", {"arch": LOGCONV, "max_offset": 100_000}),
+    "clip-logconv-ch64": (
+        "contrastive",
+        {"arch": {**LOGCONV, "channels": [64, 64, 64]}, "max_offset": 100_000, "gain_jitter": 0.1},
+    ),
+    "clip-logconv-lat32": (
+        "contrastive",
+        {"arch": {**LOGCONV, "latent": 32}, "max_offset": 100_000, "gain_jitter": 0.1},
+    ),
     "label-logconv": (
         "contrastive",
         {"arch": LOGCONV, "positive_scope": "label", "gain_jitter": 0.1},
