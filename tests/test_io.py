@@ -228,3 +228,19 @@ def test_writers_on_a_really_full_filesystem(tmp_path):
         assert not res["error"].startswith("OSError"), (name, res)
         # nothing under a final name, no temporary left behind
         assert res["left"] == [], (name, res)
+
+
+def test_atomic_outputs_get_the_umask_mode_not_0600(tmp_path):
+    import os
+    import stat
+
+    from soundharvest.io import atomic_path, write_text
+
+    old = os.umask(0o022)
+    os.umask(old)
+    write_text(tmp_path / "a.txt", "x")
+    mode = stat.S_IMODE((tmp_path / "a.txt").stat().st_mode)
+    assert mode == 0o666 & ~old  # what a plain open() gives: e.g. 0644 under umask 022
+    with atomic_path(tmp_path / "b.npy") as tmp:
+        tmp.write_bytes(b"y")
+    assert stat.S_IMODE((tmp_path / "b.npy").stat().st_mode) == 0o666 & ~old

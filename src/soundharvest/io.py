@@ -62,11 +62,23 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process' umask, read once at import (reading it means setting it, which is not
+#: thread-safe later on).
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Pathlike, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
-    The temporary file keeps ``path``'s suffix (so that tools that look at extensions, such as
+    The file gets the permissions a plain ``open()`` would give it (``0666`` less the umask),
+    not ``mkstemp``'s ``0600``. The temporary file keeps ``path``'s suffix (so that tools that look at extensions, such as
     ffmpeg or ``numpy.save``, behave) and starts with a dot so that globbing ignores it. On any
     exception the temporary file is removed and the final path is left untouched; a full disk
     (``ENOSPC``, ``EDQUOT``) is reported as a one-line :class:`SoundharvestError` naming ``path``.
@@ -76,6 +88,9 @@ def atomic_path(path: Pathlike, *, fsync: bool = True) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent
     )
+    # mkstemp creates the file 0600; an output gets the mode a plain open() would give it
+    # (0666 less the umask), so that results stay readable by a group on a shared cluster.
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
