@@ -73,6 +73,12 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def plain_mode(directory: bool = False) -> int:
+    """The permissions ``open()`` / ``mkdir()`` would give a new file / directory (0666 / 0777
+    less the umask): for outputs created by ``mkstemp`` / ``mkdtemp``, which use 0600 / 0700."""
+    return (0o777 if directory else 0o666) & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(path: Pathlike, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
@@ -90,7 +96,7 @@ def atomic_path(path: Pathlike, *, fsync: bool = True) -> Iterator[Path]:
     )
     # mkstemp creates the file 0600; an output gets the mode a plain open() would give it
     # (0666 less the umask), so that results stay readable by a group on a shared cluster.
-    os.fchmod(fd, 0o666 & ~_UMASK)
+    os.fchmod(fd, plain_mode())
     os.close(fd)
     tmp_path = Path(tmp)
     try:

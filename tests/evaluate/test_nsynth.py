@@ -255,3 +255,16 @@ def test_label_family_table_errors(tmp_path, text, message):
     (tmp_path / "t.tsv").write_text(text)
     with pytest.raises(SoundharvestError, match=message):
         load_label_families(tmp_path / "t.tsv")
+
+
+def test_written_set_is_readable_by_others_under_the_umask(tmp_path):
+    import os
+    import stat
+
+    from soundharvest.evaluate.nsynth import render_eval_set
+
+    old = os.umask(0o022)
+    os.umask(old)
+    render_eval_set(tmp_path / "set", ["flute"], 1, seed=0)
+    assert stat.S_IMODE((tmp_path / "set").stat().st_mode) == 0o777 & ~old
+    assert stat.S_IMODE((tmp_path / "set" / "examples.json").stat().st_mode) == 0o666 & ~old

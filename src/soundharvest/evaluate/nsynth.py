@@ -28,7 +28,7 @@ import soundfile as sf
 
 from .. import synth
 from ..audio import wav_header_problem, write_wav_file
-from ..io import Pathlike, SoundharvestError, read_json, write_json
+from ..io import Pathlike, SoundharvestError, plain_mode, read_json, write_json
 from ..synth import NSYNTH_FAMILIES, NSYNTH_SOURCES, PROGRAMS, Note
 
 __all__ = [
@@ -307,6 +307,7 @@ def write_nsynth(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
+        os.chmod(tmp, plain_mode(directory=True))  # mkdtemp's 0700 would hide the set from a group
         (tmp / "audio").mkdir()
         for ex, audio in zip(examples, audios, strict=True):
             pcm = _as_pcm16(audio, ex["note_str"])
