@@ -111,19 +111,8 @@ def resolve_arch(arch: Mapping[str, Any] | str) -> dict[str, Any]:
         )
     if out["frontend"] == "logconv":
         _check_logconv(out)
-    hidden = out.get("hidden")
-    if (
-        not isinstance(hidden, list | tuple)
-        or not hidden
-        or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)
-    ):
-        raise SoundharvestError(
-            f"architecture.hidden = {hidden!r}: give a non-empty list of positive layer widths"
-        )
-    out["hidden"] = [int(h) for h in hidden]
-    latent = out.get("latent")
-    if not isinstance(latent, int) or isinstance(latent, bool) or latent <= 0:
-        raise SoundharvestError(f"architecture.latent = {latent!r}: give a positive integer")
+    out["hidden"] = _positive_ints(out, "hidden", "layer widths")
+    out["latent"] = _positive_int(out, "latent")
     for key in ("activation", "latent_activation", "output_activation"):
         if out[key] in (None, "none", "identity"):
             out[key] = "linear"
@@ -138,21 +127,30 @@ def resolve_arch(arch: Mapping[str, Any] | str) -> dict[str, Any]:
     return out
 
 
-def _check_logconv(arch: dict[str, Any]) -> None:
-    ch = arch["channels"]
-    if (
-        not isinstance(ch, list | tuple)
-        or not ch
-        or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in ch)
-    ):
+def _is_positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _positive_int(arch: Mapping[str, Any], key: str) -> int:
+    v = arch.get(key)
+    if not _is_positive_int(v):
+        raise SoundharvestError(f"architecture.{key} = {v!r}: give a positive integer")
+    return int(v)
+
+
+def _positive_ints(arch: Mapping[str, Any], key: str, what: str) -> list[int]:
+    v = arch.get(key)
+    if not isinstance(v, list | tuple) or not v or not all(_is_positive_int(x) for x in v):
         raise SoundharvestError(
-            f"architecture.channels = {ch!r}: give a non-empty list of positive channel counts"
+            f"architecture.{key} = {v!r}: give a non-empty list of positive {what}"
         )
-    arch["channels"] = [int(c) for c in ch]
+    return [int(x) for x in v]
+
+
+def _check_logconv(arch: dict[str, Any]) -> None:
+    arch["channels"] = _positive_ints(arch, "channels", "channel counts")
     for key in ("kernel", "bins_per_octave"):
-        v = arch[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise SoundharvestError(f"architecture.{key} = {v!r}: give a positive integer")
+        arch[key] = _positive_int(arch, key)
     fmin, fmax = arch["fmin"], arch["fmax"]
     if not isinstance(fmin, int | float) or isinstance(fmin, bool) or fmin <= 0:
         raise SoundharvestError(f"architecture.fmin = {fmin!r}: give a frequency > 0 Hz")

@@ -235,6 +235,8 @@ class ContrastiveObjective(Objective):
         # A level change per anchor frame, uniform in +-gain_jitter (in scaled units: 1 = the
         # 80 dB range), so that loudness is not a cue shared by a pair.
         g = float(self.hparams.get("gain_jitter", 0.0))
+        if g <= 0:
+            return super().draw(batch)
         u = torch.rand(batch, 1, device=self.device, generator=self.generator)
         return (2.0 * u - 1.0) * g
 
