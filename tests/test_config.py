@@ -51,3 +51,23 @@ def test_logconv_architecture_errors_name_the_key():
     config["architectures"]["conv"]["fmax"] = None
     config["architectures"]["conv"]["fmin"] = 50.0
     assert validate_config(config)["architectures"]["conv"]["fmin"] == 50.0
+
+
+def test_context_architecture_needs_a_window_model_and_top_pooling():
+    config = merged(ROOT / "config" / "config.yaml")
+    config["architectures"]["win"] = {
+        "frontend": "logconv", "hidden": [16], "latent": 4, "context": 4, "context_stride": 2,
+    }  # fmt: skip
+    config["models"]["ctx"] = {"type": "contrastive", "architecture": "win", "frames": 100}
+    assert validate_config(config)["architectures"]["win"]["context"] == 4
+    config["models"]["bad"] = {"type": "ae", "architecture": "win", "frames": 100}
+    with pytest.raises(SoundharvestError, match=r"models\.bad\.type = 'ae'.*context: 1"):
+        validate_config(config)
+    del config["models"]["bad"]
+    config["evaluation"]["pool"] = "mean"
+    with pytest.raises(SoundharvestError, match=r"evaluation\.pool: top"):
+        validate_config(config)
+    config["evaluation"]["pool"] = "top"
+    config["architectures"]["mlp"] = {"hidden": [16], "latent": 4, "context": 4}
+    with pytest.raises(SoundharvestError, match=r"architectures\.mlp.*context"):
+        validate_config(config)  # single frames only through the thesis' MLP

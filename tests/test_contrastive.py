@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -290,3 +291,99 @@ def test_gain_jitter_draws_levels_in_range() -> None:
     assert torch.all(off == 0)
     on = ContrastiveObjective(model, gain_jitter=0.1, seed=3).draw(1000)
     assert float(on.abs().max()) <= 0.1 and float(on.std()) > 0.04
+
+
+# --------------------------------------------------------------------------- context windows
+
+#: A logconv encoder on windows of 4 frames, 2 apart (span 7).
+CONTEXT = {**LOGCONV, "channels": [8, 8], "context": 4, "context_stride": 2}
+SPEC64 = {"kind": "stft", "params": {"n_fft": 126, "hop_length": 63}, "sample_rate": 16000}
+
+
+def _context_net(seed: int = 0):
+    from soundharvest.features import bin_frequencies
+
+    hz = bin_frequencies("stft", SPEC64["params"], 16000)
+    return build_model("contrastive", 64, {**CONTEXT, "bin_hz": list(hz)}, seed=seed)
+
+
+def test_windows_stay_in_their_clip(clips) -> None:
+    _, sources, _ = clips  # 16 clips of 40 rows per file: global row r is in clip r // 40
+    for scope in ("clip", "label"):  # label-scope partners, but windows still end at a clip
+        pairs = ClipPositives(sources, scope=scope)
+        w = pairs.window_rows(np.array([0, 5, 33, 39, 40, 679]), 4, 2)
+        assert w.shape == (6, 4) and np.all(np.diff(w, axis=1) == 2)
+        # From the row where the span of 7 fits, else moved back to end at the clip's end.
+        assert w[:, 0].tolist() == [0, 5, 33, 33, 40, 673]
+        assert np.all(w // 40 == w[:, :1] // 40)
+    # A clip shorter than the window holds its last row.
+    w = pairs.window_rows(np.array([45]), 30, 2)
+    assert w[0, 0] == 40 and w[0, -1] == 79 and np.all(w // 40 == 1)
+    got = pairs.frames(w)
+    assert got.shape == (1, 30, 64)
+    assert np.array_equal(got[0, -1], pairs.frames(np.array([79]))[0])
+    with pytest.raises(SoundharvestError, match="outside every clip"):
+        pairs.window_rows(np.array([pairs.n_rows]), 4, 2)
+
+
+def test_context_encoder_shapes_sequences_and_errors() -> None:
+    from soundharvest.models import context_of, resolve_arch, window_index
+    from soundharvest.train import encode_sequence
+
+    net = _context_net()
+    assert context_of(net) == (4, 2)
+    assert context_of(build_model("contrastive", 64, SMALL)) == (1, 1)
+    x = torch.rand(5, 4, 64)
+    assert net.encode(x).shape == (5, 8)
+    # A window's code depends on the order of its frames (the convolution along time).
+    assert not torch.allclose(net.encode(x), net.encode(x.flip(1)), atol=1e-4)
+    with pytest.raises(SoundharvestError, match="windows of 4 frames"):
+        net.encode(torch.rand(5, 64))
+    with pytest.raises(SoundharvestError, match="expects"):
+        encode(net, np.random.rand(5, 64).astype(np.float32))
+    # A sequence: one code per frame, of the window that starts there (the end held).
+    seq = np.random.default_rng(0).random((11, 64)).astype(np.float32)
+    idx = window_index(np.arange(11), 11, 4, 2)
+    assert idx[8].tolist() == [8, 10, 10, 10] and idx[10].tolist() == [10] * 4
+    assert np.allclose(encode_sequence(net, seq, batch_size=12), encode(net, seq[idx]), atol=1e-6)
+    with pytest.raises(SoundharvestError, match="reconstructs single frames"):
+        build_model("ae", 64, {**CONTEXT, "bin_hz": list(np.linspace(10, 8000, 64))})
+    with pytest.raises(SoundharvestError, match="context"):
+        resolve_arch({**SMALL, "context": 4})  # the thesis MLP takes single frames
+    with pytest.raises(SoundharvestError, match="context_stride"):
+        resolve_arch({**CONTEXT, "context_stride": 0})
+
+
+def test_context_model_trains_on_clip_windows_and_labels_clusters(clips, tmp_path: Path) -> None:
+    from soundharvest.models import context_of
+    from soundharvest.predict import Predictor, label_clusters_file
+
+    shards, sources, classes = clips
+    w = tmp_path / "ctx.safetensors"
+    kw = dict(model_type="contrastive", arch=CONTEXT, batch_size=64, lr=1e-3, threads=1,
+              positives=sources, gain_jitter=0.1, metadata={"features": SPEC64})  # fmt: skip
+    train(shards, w, tmp_path / "c.tsv", tmp_path / "c.png", frames=3072, **kw)
+    net, meta = load_model(w)
+    assert context_of(net) == (4, 2) and meta["frames_seen"] == 3072
+    curves = pd.read_csv(tmp_path / "c.tsv", sep="\t")
+    assert curves["ae_loss"].iloc[-1] < curves["ae_loss"].iloc[0]  # the InfoNCE loss
+    # Windows of every clip: the trained codes group clips by class better than untrained ones.
+    pairs = ClipPositives(sources)
+    starts = np.arange(0, pairs.n_rows, 10)
+    windows = pairs.frames(pairs.window_rows(starts, 4, 2))
+    trained = _purity(encode(net, windows), classes[starts], 3)
+    untrained = _purity(encode(_context_net(seed=0), windows), classes[starts], 3)
+    assert trained > untrained, (trained, untrained)
+    with pytest.raises(SoundharvestError, match="recon_weight"):
+        train(shards, tmp_path / "r.safetensors", tmp_path / "r.tsv", tmp_path / "r.png",
+              frames=64, recon_weight=0.5, **kw)  # fmt: skip
+    # The cluster -> label model samples training frames and encodes their windows.
+    labels = shards[0].parent / "labels.json"
+    with pytest.raises(SoundharvestError, match="sources"):
+        label_clusters_file(shards, labels, w, tmp_path / "p0", k=3, sample_frames=300)
+    meta = label_clusters_file(
+        shards, labels, w, tmp_path / "pred", k=3, sample_frames=300, sources=sources
+    )
+    assert meta["sample_frames"] == 300
+    pred = Predictor.load(tmp_path / "pred")
+    assert pred.encode(np.load(sources[0])[:9].astype(np.float32)).shape == (9, 8)

@@ -88,7 +88,7 @@ def _check_relative(key: str, value: str) -> None:
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
-    from .models import resolve_arch
+    from .models import CONTEXT_TYPES, resolve_arch
 
     _check_relative("results", config["results"])
     _check_relative("downloads", config["downloads"])
@@ -108,6 +108,18 @@ def _check_semantics(config: dict[str, Any]) -> None:
         if model["type"] != "random" and "frames" not in model:
             raise SoundharvestError(
                 f"config: models.{name}.frames is missing: a trained model needs a budget in frames"
+            )
+        context = int(config["architectures"][arch].get("context", 1))
+        if context > 1 and model["type"] not in CONTEXT_TYPES:
+            raise SoundharvestError(
+                f"config: models.{name}.type = {model['type']!r} reconstructs single frames, "
+                f"architecture {arch!r} has context {context}: use type "
+                f"{' or '.join(CONTEXT_TYPES)}, or context: 1"
+            )
+        if context > 1 and config.get("evaluation", {}).get("pool") == "mean":
+            raise SoundharvestError(
+                f"config: evaluation.pool = mean averages single-frame codes, model {name} "
+                f"takes windows of {context} frames: set evaluation.pool: top"
             )
     search = config["search"]
     if search["min_duration"] >= search["max_duration"]:

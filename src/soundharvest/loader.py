@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .io import Pathlike, SoundharvestError, load_npy
+from .models import context_span, window_index
 
 #: Rows per block: 64k rows of 513 float16 bins is 67 MB, large enough that one read saturates a
 #: disk or the page cache and the per-block overhead vanishes, small enough to prefetch two.
@@ -76,6 +77,7 @@ class ClipPositives:
         self.arrays: list[np.ndarray] = []
         starts, stops = [], []
         offset = 0
+        clip_spans: list[tuple[int, int]] = []  # every clip's global rows, whatever the scope
         for src in sources:
             src = Path(src)
             a = load_npy(src)
@@ -88,6 +90,7 @@ class ClipPositives:
             from .dataset import read_index  # dataset imports nothing from here: no cycle
 
             spans = read_index(index)
+            clip_spans += [(offset + first, offset + first + n) for _vid, first, n in spans]
             if scope == "label":  # one span: the whole label file
                 spans = [("", 0, a.shape[0])] if a.shape[0] else []
             for _vid, first, n in spans:
@@ -105,6 +108,25 @@ class ClipPositives:
         self.clip_start = np.asarray(starts, dtype=np.int64)[order]
         self.clip_stop = np.asarray(stops, dtype=np.int64)[order]
         self.n_rows = int(offset)
+        spans_arr = np.asarray(sorted(clip_spans), dtype=np.int64).reshape(-1, 2)
+        self._clip_spans = spans_arr
+
+    def window_rows(self, rows: np.ndarray, frames: int, stride: int = 1) -> np.ndarray:
+        """Global rows ``(n, frames)`` of the window of ``frames`` frames, ``stride`` apart,
+        that starts at each row, moved back to end at its clip's last row where it would run
+        past it (clips shorter than the window repeat their last row). Windows never cross
+        from one clip into another, whatever the positives' scope.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        clip = np.searchsorted(self._clip_spans[:, 0], rows, side="right") - 1
+        if len(rows) and (clip.min() < 0 or np.any(rows >= self._clip_spans[clip, 1])):
+            raise SoundharvestError(
+                "windows: shard rows outside every clip of the concatenate files; give the "
+                "shuffle's inputs in the shuffle's order"
+            )
+        lo, hi = self._clip_spans[clip, 0], self._clip_spans[clip, 1]
+        start = np.maximum(lo, np.minimum(rows, hi - context_span(frames, stride)))
+        return window_index(start, hi, frames, stride)
 
     def partner_rows(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Global rows of one partner per row (same clip, within ``max_offset``)."""
@@ -129,8 +151,12 @@ class ClipPositives:
         return np.searchsorted(self.clip_start, np.asarray(rows, dtype=np.int64), side="right") - 1
 
     def frames(self, rows: np.ndarray) -> np.ndarray:
-        """The frames of global ``rows`` as float32 ``(n, bins)``."""
+        """The frames of global ``rows`` as float32 ``(*rows.shape, bins)`` (rows may be the
+        2-D windows of :meth:`window_rows`)."""
         rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1:
+            flat = self.frames(rows.reshape(-1))
+            return flat.reshape(*rows.shape, flat.shape[-1])
         src = np.searchsorted(self.offsets, rows, side="right") - 1
         out = np.empty((len(rows), self.arrays[0].shape[1]), dtype=np.float32)
         for i in np.unique(src):

@@ -73,6 +73,8 @@ LOGCONV_DEFAULTS: dict[str, Any] = {
     "fmin": 60.0,
     "fmax": None,
     "bin_hz": None,
+    "context": 1,
+    "context_stride": 1,
 }
 
 
@@ -149,7 +151,7 @@ def _positive_ints(arch: Mapping[str, Any], key: str, what: str) -> list[int]:
 
 def _check_logconv(arch: dict[str, Any]) -> None:
     arch["channels"] = _positive_ints(arch, "channels", "channel counts")
-    for key in ("kernel", "bins_per_octave"):
+    for key in ("kernel", "bins_per_octave", "context", "context_stride"):
         arch[key] = _positive_int(arch, key)
     fmin, fmax = arch["fmin"], arch["fmax"]
     if not isinstance(fmin, int | float) or isinstance(fmin, bool) or fmin <= 0:
@@ -256,6 +258,12 @@ class LogConvEncoder(nn.Module):
     1.8x for the thesis' MLP); over larger intervals the occupied frequency range moves too
     (an octave: 2x), which is what training on frames of one clip at many pitches can teach
     the encoder to ignore.
+
+    With ``context`` T > 1 a datapoint is T frames, ``context_stride`` apart (input
+    ``(..., T, bins)``): every frame gets the pooled features above, a convolution along time
+    (kernel 3) relates neighbouring frames, and the maximum and the mean over the T frames feed
+    the head. A note's attack and decay (a plucked string fades, an organ holds) are then part
+    of the datapoint, which a single frame cannot show.
     """
 
     def __init__(self, in_dim: int, arch: Mapping[str, Any]) -> None:
@@ -279,8 +287,14 @@ class LogConvEncoder(nn.Module):
             c_in = c
         self.convs = nn.ModuleList(convs)
         self._act = _activation(arch["activation"], arch["leaky_slope"])
+        #: (frames per datapoint, stride between them in frames).
+        self.context = (int(arch.get("context", 1)), int(arch.get("context_stride", 1)))
+        features = 2 * c_in
+        if self.context[0] > 1:
+            self.temporal = nn.Conv1d(features, features, 3, padding=1)
+            features *= 2
         self.head = MLP(
-            [2 * c_in, *arch["hidden"], int(arch["latent"])],
+            [features, *arch["hidden"], int(arch["latent"])],
             arch["activation"],
             arch["latent_activation"],
             arch["leaky_slope"],
@@ -289,14 +303,50 @@ class LogConvEncoder(nn.Module):
     def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         if detach_params:
             raise SoundharvestError("LogConvEncoder: detach_params is only for MLP critics")
-        shape = x.shape
-        z = (x.reshape(-1, shape[-1]) @ self.resample.to(x.dtype))[:, None, :]
+        t = self.context[0]
+        if t > 1 and (x.ndim < 2 or x.shape[-2] != t):
+            raise SoundharvestError(
+                f"input of shape {tuple(x.shape)}: this encoder takes windows of {t} frames, "
+                f"(..., {t}, bins); encode sequences with soundharvest.train.encode_sequence"
+            )
+        lead = x.shape[:-2] if t > 1 else x.shape[:-1]
+        z = (x.reshape(-1, x.shape[-1]) @ self.resample.to(x.dtype))[:, None, :]
         for conv in self.convs:
             z = conv(z)
             if self._act is not None:
                 z = self._act(z)
         h = torch.cat([z.amax(dim=2), z.mean(dim=2)], dim=1)
-        return self.head(h).reshape(*shape[:-1], -1)
+        if t > 1:
+            h = self.temporal(h.reshape(-1, t, h.shape[1]).transpose(1, 2))  # (n, features, T)
+            if self._act is not None:
+                h = self._act(h)
+            h = torch.cat([h.amax(dim=2), h.mean(dim=2)], dim=1)
+        return self.head(h).reshape(*lead, -1)
+
+
+def context_of(model: nn.Module) -> tuple[int, int]:
+    """``(frames per datapoint, stride)`` of a model's encoder: ``(1, 1)`` for single frames."""
+    enc = getattr(autoencoder_of(model), "encoder", None)
+    return tuple(getattr(enc, "context", (1, 1)))  # type: ignore[return-value]
+
+
+def context_span(frames: int, stride: int) -> int:
+    """Frames a window of ``frames`` frames ``stride`` apart covers, first to last."""
+    return (int(frames) - 1) * int(stride) + 1
+
+
+def window_index(
+    starts: np.ndarray, stop: int | np.ndarray, frames: int, stride: int
+) -> np.ndarray:
+    """Row indices ``(len(starts), frames)`` of windows from ``starts``, clipped below ``stop``.
+
+    ``stop`` is one end for all windows or one per window (the end of each one's clip). A
+    window that would run past the end of its sequence repeats the last row (a note or a clip
+    that ends early is held, not wrapped into the next one).
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    idx = starts[:, None] + np.arange(int(frames), dtype=np.int64)[None, :] * int(stride)
+    return np.minimum(idx, np.asarray(stop, dtype=np.int64).reshape(-1, 1) - 1)
 
 
 def encoder_dims(in_dim: int, arch: Mapping[str, Any]) -> list[int]:
@@ -476,6 +526,11 @@ def _build_contrastive(in_dim: int, arch: dict[str, Any]) -> nn.Module:
     return Autoencoder(in_dim, arch, l2_codes=True)
 
 
+#: Model types that take windows of several frames (``architecture.context`` > 1): those that
+#: do not reconstruct their input (the decoder mirrors a single frame).
+CONTEXT_TYPES = ("random", "contrastive")
+
+
 def autoencoder_of(model: nn.Module) -> Autoencoder:
     """The :class:`Autoencoder` inside ``model`` (the model itself, or ACAI's)."""
     ae = model if isinstance(model, Autoencoder) else getattr(model, "autoencoder", None)
@@ -513,6 +568,11 @@ def build_model(
     if not isinstance(in_dim, int) or isinstance(in_dim, bool) or in_dim <= 0:
         raise SoundharvestError(f"in_dim = {in_dim!r}: give a positive integer (bins per frame)")
     arch = resolve_arch(arch)
+    if arch.get("context", 1) > 1 and model_type not in CONTEXT_TYPES:
+        raise SoundharvestError(
+            f"model type {model_type!r} reconstructs single frames: architecture.context = "
+            f"{arch['context']} needs a type in {', '.join(CONTEXT_TYPES)}, or context: 1"
+        )
     # fork_rng restores the caller's global CPU RNG afterwards: building a model neither depends
     # on nor disturbs anything else's randomness.
     with torch.random.fork_rng(devices=[]):

@@ -302,8 +302,8 @@ def fit_clusters(
 
 
 def sample_shards(
-    shard_paths: Sequence[Pathlike], n: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+    shard_paths: Sequence[Pathlike], n: int, seed: int = 0, with_rows: bool = False
+) -> tuple[np.ndarray, ...]:
     """A uniform sample of ``n`` training frames and their label ids, from the shuffle's shards.
 
     Every shard is a random permutation of a random share of all frames (see
@@ -314,7 +314,10 @@ def sample_shards(
 
     :param shard_paths: ``shard-XX.npy`` files with their ``.labels.npy`` beside them.
     :param n: frames wanted (all of them when the shards hold fewer).
-    :return: ``(frames (m, bins) float32, label ids (m,) int64)``.
+    :param with_rows: also return each frame's global source row (``shard-XX.rows.npy``),
+        which locates its clip in the concatenate files (for windows of several frames).
+    :return: ``(frames (m, bins) float32, label ids (m,) int64)``, plus ``rows (m,) int64``
+        with ``with_rows``.
     """
     from .dataset import shard_side_paths
 
@@ -331,17 +334,20 @@ def sample_shards(
     rest = n - int(take.sum())
     if rest:
         take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
-    frames, ids = [], []
+    frames, ids, rows = [], [], []
     for path, arr, m in zip(shard_paths, arrays, take, strict=True):
-        labels_p, _ = shard_side_paths(path)
-        lab = load_npy(labels_p)
-        if len(lab) != len(arr):
-            raise SoundharvestError(
-                f"{labels_p}: {len(lab)} labels for {len(arr)} frames; re-run the shuffle"
-            )
+        for side, out in zip(shard_side_paths(path), (ids, rows), strict=True):
+            if out is rows and not with_rows:
+                continue
+            values = load_npy(side)
+            if len(values) != len(arr):
+                raise SoundharvestError(
+                    f"{side}: {len(values)} entries for {len(arr)} frames; re-run the shuffle"
+                )
+            out.append(np.asarray(values[:m], dtype=np.int64))
         frames.append(np.asarray(arr[:m], dtype=np.float32))
-        ids.append(np.asarray(lab[:m], dtype=np.int64))
-    return np.concatenate(frames), np.concatenate(ids)
+    out = (np.concatenate(frames), np.concatenate(ids))
+    return (*out, np.concatenate(rows)) if with_rows else out
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,12 +460,13 @@ class Predictor:
         return cls(clusters, features, model, meta)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
-        """Codes of feature frames (the frames themselves for the identity encoder)."""
+        """Codes of a sequence of feature frames, one per frame (the frames themselves for the
+        identity encoder; for a model with context, the window that starts at each frame)."""
         if self.model is None:
             return np.asarray(frames, dtype=np.float32)
-        from .train import encode
+        from .train import encode_sequence
 
-        return encode(self.model, frames)
+        return encode_sequence(self.model, frames)
 
     def frames_of(self, samples: np.ndarray) -> np.ndarray:
         """Feature frames of a mono signal at the predictor's sample rate."""
@@ -597,6 +604,7 @@ def label_clusters_file(
     out_sweep_tsv: Pathlike | None = None,
     n_init: int = 3,
     device: str = "cpu",
+    sources: Sequence[Pathlike] | None = None,
 ) -> dict[str, Any]:
     """Rule ``label_clusters``: shards + weights -> a predictor directory.
 
@@ -615,6 +623,10 @@ def label_clusters_file(
     :param out_sweep_tsv: optional table of the elbow sweep (k, inertia, label purity/NMI...).
     :param n_init: k-means++ restarts.
     :param device: torch device of the encoder and k-means.
+    :param sources: for a model with context T > 1: the concatenate-stage ``.npy`` files the
+        shuffle read, in its order; each sampled frame's datapoint is the window of its clip
+        that starts there (as in training, :meth:`~soundharvest.loader.ClipPositives.
+        window_rows`).
     :return: the ``meta.json`` content.
     """
     from .dataset import read_labels
@@ -636,7 +648,15 @@ def label_clusters_file(
         )
     spec = _check_features(spec, str(weights or "features"))
     bins = n_bins(spec["kind"], spec["params"])
-    frames, ids = sample_shards(shard_paths, sample_frames, seed)
+    context, stride = (1, 1)
+    if model is not None:
+        from .models import context_of
+
+        context, stride = context_of(model)
+    if context > 1:
+        frames, ids, rows = sample_shards(shard_paths, sample_frames, seed, with_rows=True)
+    else:
+        frames, ids = sample_shards(shard_paths, sample_frames, seed)
     if frames.shape[1] != bins:
         raise SoundharvestError(
             f"{shard_paths[0]}: {frames.shape[1]} bins per frame, {spec['kind']} features have "
@@ -644,6 +664,16 @@ def label_clusters_file(
         )
     if len(ids) and ids.max() >= len(names):
         raise SoundharvestError(f"{labels_json}: {len(names)} labels, shards use id {ids.max()}")
+    if context > 1:
+        if not sources:
+            raise SoundharvestError(
+                f"{weights}: context {context}: give the concatenate files (sources) to read "
+                "each sampled frame's window from"
+            )
+        from .loader import ClipPositives
+
+        clips = ClipPositives(sources)
+        frames = clips.frames(clips.window_rows(rows, context, stride))
     if model is not None:
         from .train import encode
 

@@ -270,7 +270,8 @@ def reconstruction_file(
     :param out_tsv: per note and version: spectral convergence, log-spectral distance, wav path.
     :param out_summary_tsv: per version: mean and standard deviation of both distances.
     :param features: kind -> feature spec ``{params, sample_rate}`` (``kind`` is the key).
-    :param models: kind -> model name -> weights file; models without a decoder are skipped.
+    :param models: kind -> model name -> weights file; models with context (windows of
+        frames) are skipped.
     :param n_notes: notes in the sample (spread over the families).
     :param n_iter: Griffin-Lim iterations.
     :param seed: seed of the note sample and of Griffin-Lim's initial phase.
@@ -290,9 +291,14 @@ def reconstruction_file(
         if kind not in features:
             raise SoundharvestError(f"reconstruction: models for kind {kind!r} without features")
         for name, weights in by_model.items():
+            from .models import context_of
             from .train import load_model
 
-            nets[(kind, name)], _ = load_model(weights)
+            net, _ = load_model(weights)
+            if context_of(net)[0] > 1:  # encodes windows; its decoder never learned a frame
+                log.info("reconstruction: %s (%s) encodes windows of frames: skipped", name, kind)
+                continue
+            nets[(kind, name)] = net
     versions = ["original", *features]
     versions += [f"{kind}+{name}" for kind, name in nets]
     rows = []

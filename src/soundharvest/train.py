@@ -40,7 +40,7 @@ from torch import nn
 from .features import bin_frequencies
 from .io import Pathlike, SoundharvestError, atomic_path, write_tsv
 from .loader import BLOCK_ROWS, ClipPositives, ShardReader
-from .models import autoencoder_of, build_model, resolve_arch
+from .models import autoencoder_of, build_model, context_of, resolve_arch, window_index
 
 log = logging.getLogger("soundharvest")
 
@@ -246,7 +246,9 @@ class ContrastiveObjective(Objective):
         b = x.shape[0]
         anchor = x[:, 0]
         if float(self.hparams.get("gain_jitter", 0.0)) > 0:
-            anchor = (anchor + noise[:, :1].to(anchor.dtype)).clamp(0.0, 1.0)
+            # One level change per datapoint (a window keeps its envelope).
+            gain = noise[:, :1].reshape(b, *([1] * (anchor.ndim - 1)))
+            anchor = (anchor + gain.to(anchor.dtype)).clamp(0.0, 1.0)
         z = self.model.encode(torch.cat([anchor, x[:, 1]])).float()  # unit codes
         z1, z2 = z[:b], z[b:]
         logits = z1 @ z2.T / tau
@@ -512,22 +514,52 @@ def encode(model: nn.Module, frames: np.ndarray, batch_size: int = 65536) -> np.
     """Latent codes of ``frames`` (``(n, in_dim)``, e.g. a memmap), batched, without gradients.
 
     :param model: a model with ``encode`` (from :func:`load_model` or :func:`build_model`).
-    :param frames: float16/float32 array of frames in [0, 1].
-    :param batch_size: rows per forward pass.
+    :param frames: float16/float32 array of frames in [0, 1]; for a model with context T > 1
+        (``architecture.context``), windows ``(n, T, in_dim)``.
+    :param batch_size: frames per forward pass.
     :return: float32 array ``(n, latent)``.
     """
     model.eval()
     device = next(model.parameters()).device
     frames = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
-    if frames.ndim != 2 or frames.shape[1] != model.in_dim:
+    t, _ = context_of(model)
+    want = (model.in_dim,) if t == 1 else (t, model.in_dim)
+    if frames.ndim != 1 + len(want) or frames.shape[1:] != want:
         raise SoundharvestError(
-            f"frames: shape {frames.shape}, the model expects (n, {model.in_dim}); "
+            f"frames: shape {frames.shape}, the model expects (n, {', '.join(map(str, want))}); "
             "use frames of the feature kind the model was trained on"
+            + ("" if t == 1 else " (a sequence of frames: encode_sequence)")
         )
     out = np.empty((frames.shape[0], model.latent_dim), dtype=np.float32)
-    for a in range(0, frames.shape[0], batch_size):
-        x = torch.from_numpy(np.array(frames[a : a + batch_size], dtype=np.float32)).to(device)
+    step = max(1, batch_size // t)
+    for a in range(0, frames.shape[0], step):
+        x = torch.from_numpy(np.array(frames[a : a + step], dtype=np.float32)).to(device)
         out[a : a + x.shape[0]] = model.encode(x).float().cpu().numpy()
+    return out
+
+
+def encode_sequence(model: nn.Module, frames: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """One code per frame of a sequence of consecutive frames (a file, a note, a clip).
+
+    A single-frame model encodes each frame; a model with context T > 1 encodes the window
+    that starts at each frame (T frames ``context_stride`` apart, the last frame repeated past
+    the end of the sequence), the datapoint it was trained on.
+
+    :param frames: ``(n, in_dim)`` consecutive frames.
+    :return: float32 array ``(n, latent)``.
+    """
+    t, stride = context_of(model)
+    if t == 1:
+        return encode(model, frames, batch_size)
+    frames = np.asarray(frames)
+    if frames.ndim != 2:
+        raise SoundharvestError(f"frames: shape {frames.shape}, expected a sequence (n, bins)")
+    n = frames.shape[0]
+    out = np.empty((n, model.latent_dim), dtype=np.float32)
+    step = max(1, batch_size // t)
+    for a in range(0, n, step):
+        idx = window_index(np.arange(a, min(n, a + step)), n, t, stride)
+        out[a : a + len(idx)] = encode(model, frames[idx], batch_size)
     return out
 
 
@@ -649,6 +681,12 @@ def train(
         hz = bin_frequencies(spec["kind"], spec.get("params"), int(spec["sample_rate"]))
         arch = {**arch, "bin_hz": [round(float(f), 4) for f in hz]}
     model = build_model(model_type, in_dim, arch, seed, normalize=normalize).to(dev)
+    context, stride = context_of(model)
+    if context > 1 and recon_weight > 0:
+        raise SoundharvestError(
+            f"recon_weight = {recon_weight}: the decoder reconstructs single frames; with "
+            f"architecture.context = {context} set recon_weight: 0"
+        )
     if normalize == "bin":
         # Per-bin statistics from the stream's first rows (a uniform sample: shards are shuffled).
         sample = torch.cat(list(reader.batches(0, min(reader.n_rows, BLOCK_ROWS))))
@@ -707,12 +745,13 @@ def train(
     if objective_cls is None:
         # Never trained: weights as initialised, and the reconstruction loss on a sample so the
         # report can compare trained models against it.
-        n_sample = min(reader.n_rows, BLOCK_ROWS)
+        # (A window encoder has no single-frame reconstruction to report: NaN.)
+        n_sample = min(reader.n_rows, BLOCK_ROWS) if context == 1 else 0
         losses = []
         model.eval()
         for x in reader.batches(0, n_sample):
             losses.append((reconstruction_loss(model, x), x.shape[0]))
-        recon = sum(v * n for v, n in losses) / max(1, sum(n for _, n in losses))
+        recon = sum(v * n for v, n in losses) / sum(n for _, n in losses) if losses else math.nan
         row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
         row.update(frames=0, ae_loss=recon, recon_loss=recon)
         curves = pd.DataFrame([row], columns=CURVE_COLUMNS)
@@ -832,7 +871,12 @@ def train(
             # same partners as an uninterrupted one.
             prng = np.random.default_rng([int(seed), 7, frames_seen])
             rows_np = src_rows.numpy()
-            partner = pairs.frames(pairs.partner_rows(rows_np, prng))
+            partner_rows = pairs.partner_rows(rows_np, prng)
+            if context > 1:  # the datapoints are the windows that start at those rows
+                x = torch.from_numpy(pairs.frames(pairs.window_rows(rows_np, context, stride)))
+                x = x.to(dev, non_blocking=True)
+                partner_rows = pairs.window_rows(partner_rows, context, stride)
+            partner = pairs.frames(partner_rows)
             x = torch.stack([x, torch.from_numpy(partner).to(dev, non_blocking=True)], dim=1)
             # Clip ids as float32 are exact below 2^24 clips.
             groups = torch.from_numpy(pairs.groups(rows_np).astype(np.float32)).to(dev)

@@ -64,3 +64,43 @@ def test_eval_frames_writes_loud_frames_and_embed_pools_them(tmp_path) -> None:
         eval_frames(
             nsynth, paths["top"], tmp_path / "n.tsv", "stft", params, out_loud=paths["loud"]
         )
+
+
+def test_eval_windows_start_at_the_top_frame_and_embed_encodes_them(tmp_path) -> None:
+    from soundharvest.evaluate.frames import eval_frames, eval_windows
+    from soundharvest.evaluate.nsynth import load_note, render_eval_set
+    from soundharvest.evaluate.pipeline import embed_file
+    from soundharvest.features import bin_frequencies, compute_features
+    from soundharvest.models import build_model
+    from soundharvest.train import _save_weights, encode
+
+    nsynth = tmp_path / "nsynth"
+    render_eval_set(nsynth, ["flute", "guitar"], 2, seed=0)
+    params = {"n_fft": 126, "hop_length": 63}
+    notes = eval_frames(nsynth, tmp_path / "top.npy", tmp_path / "notes.tsv", "stft", params)
+    win = eval_windows(nsynth, tmp_path / "notes.tsv", tmp_path / "w.npy", "stft", params, 7)
+    assert win.shape == (4, 7, 64)
+    top = np.load(tmp_path / "top.npy")
+    for i, (key, start) in enumerate(zip(notes["note_str"], notes["frame"], strict=True)):
+        frames, _ = compute_features(load_note(nsynth, key), 16000, "stft", params)
+        assert np.array_equal(win[i, 0], top[i])
+        stop = min(start + 7, len(frames))
+        assert np.array_equal(win[i, : stop - start], frames[start:stop])
+    # A model on windows of 3 frames, 3 apart (span 7): a note's code is its top window's.
+    arch = {"frontend": "logconv", "channels": [4], "hidden": [8], "latent": 3, "context": 3,
+            "context_stride": 3, "bin_hz": list(bin_frequencies("stft", params, 16000))}  # fmt: skip
+    net = build_model("random", 64, arch, seed=0)
+    weights = tmp_path / "m.safetensors"
+    meta = {"model_type": "random", "arch": arch, "in_dim": 64, "seed": 0}
+    _save_weights(net, weights, meta)
+    codes = embed_file(tmp_path / "top.npy", tmp_path / "c.npy", "m", weights,
+                       windows_npy=tmp_path / "w.npy")  # fmt: skip
+    assert np.allclose(codes, encode(net, win[:, [0, 3, 6]]), atol=1e-6)
+    with pytest.raises(SoundharvestError, match="windows_npy"):
+        embed_file(tmp_path / "top.npy", tmp_path / "c.npy", "m", weights)
+    short = tmp_path / "short.npy"
+    eval_windows(nsynth, tmp_path / "notes.tsv", short, "stft", params, 5)
+    with pytest.raises(SoundharvestError, match="re-run eval_windows"):
+        embed_file(tmp_path / "top.npy", tmp_path / "c.npy", "m", weights, windows_npy=short)
+    with pytest.raises(SoundharvestError, match="span"):
+        eval_windows(nsynth, tmp_path / "notes.tsv", short, "stft", params, 0)

@@ -184,6 +184,32 @@ def architecture_of(model):
     return config["architectures"][config["models"][base_model(model)]["architecture"]]
 
 
+def model_context(model):
+    """(frames per datapoint, stride) of a model instance; (1, 1) for single frames and for
+    the baselines."""
+    if model in BASELINES:
+        return 1, 1
+    arch = architecture_of(model)
+    return int(arch.get("context", 1)), int(arch.get("context_stride", 1))
+
+
+def context_windows(wildcards):
+    """embed's input for a model with context: the notes' windows of its span (eval_windows)."""
+    t, stride = model_context(wildcards.model)
+    if t == 1:
+        return {}
+    span = (t - 1) * stride + 1
+    return {"windows": f"{R}/eval_frames/{wildcards.kind}.window{span}.npy"}
+
+
+def context_sources(wildcards):
+    """label_clusters' input for a model with context: the per-label frames its sampled
+    training frames' windows are read from."""
+    if model_context(wildcards.model)[0] == 1:
+        return []
+    return [f"{R}/concatenate/{wildcards.kind}/{label}.npy" for label in LABELS]
+
+
 # ---------------------------------------------------------------- evaluation helpers
 
 

@@ -43,8 +43,31 @@ rule eval_frames:
         "../scripts/eval_frames.py"
 
 
+rule eval_windows:
+    input:
+        eval_set=eval_set_dir(),
+        notes=f"{R}/eval_frames/{{kind}}.notes.tsv",
+    output:
+        f"{R}/eval_frames/{{kind}}.window{{span}}.npy",
+    log:
+        f"{LOGS}/eval_windows/{{kind}}.window{{span}}.log",
+    wildcard_constraints:
+        span=r"\d+",
+    conda:
+        "../../envs/evaluate.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        features=lambda wildcards: feature_spec(wildcards.kind),
+        span=lambda wildcards: int(wildcards.span),
+    script:
+        "../scripts/eval_windows.py"
+
+
 rule embed:
     input:
+        unpack(context_windows),
         **pooled_frames(),
         frames=f"{R}/eval_frames/{{kind}}.npy",
         weights=lambda wildcards: model_weights(wildcards),

@@ -10,6 +10,7 @@ rule label_clusters:
         ),
         labels=f"{R}/shuffle/{{kind}}/labels.json",
         weights=lambda wildcards: model_weights(wildcards),
+        sources=lambda wildcards: context_sources(wildcards),
     output:
         f"{R}/predictor/{{kind}}/{{model}}/meta.json",
     log:

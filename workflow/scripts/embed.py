@@ -14,4 +14,5 @@ run_logged(
     seed=snakemake.params.seed,
     loud_npy=snakemake.input.get("loud"),
     loud_note_npy=snakemake.input.get("loud_note"),
+    windows_npy=snakemake.input.get("windows"),
 )

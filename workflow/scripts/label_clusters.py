@@ -18,4 +18,5 @@ run_logged(
     max_k=c["max_k"],
     features=snakemake.params.features,
     model_name=snakemake.wildcards.model,
+    sources=list(snakemake.input.sources) or None,
 )

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..features import compute_features, n_bins
-from ..io import Pathlike, SoundharvestError, open_memmap_atomic, save_npy, write_tsv
+from ..io import Pathlike, SoundharvestError, load_npy, open_memmap_atomic, save_npy, write_tsv
 from .nsynth import load_note, read_nsynth
 
 log = logging.getLogger("soundharvest.eval_frames")
@@ -110,6 +110,47 @@ def eval_frames(
         bins,
     )
     return notes
+
+
+def eval_windows(
+    nsynth_dir: Pathlike,
+    notes_tsv: Pathlike,
+    out_windows: Pathlike,
+    kind: str,
+    params: dict[str, Any],
+    span: int,
+    sample_rate: int = 16000,
+) -> np.ndarray:
+    """Write every note's ``span`` consecutive frames from its highest-energy frame on.
+
+    The datapoints of a model with context (``architecture.context`` T frames, ``stride``
+    apart, span ``(T - 1) * stride + 1``): the window that starts where the thesis takes its
+    single frame, so the attack peak and what follows it (decay, sustain) are in view. Past the
+    end of a note the last frame repeats, as in training windows at the end of a clip.
+
+    :param notes_tsv: :func:`eval_frames`' notes table; its ``frame`` column is the start.
+    :param out_windows: ``.npy`` of shape ``(notes, span, bins)``, float32, in the table's
+        order.
+    :param span: frames per window (>= 1).
+    :return: the windows (a read-only memmap).
+    """
+    from ..models import window_index
+
+    if not isinstance(span, int) or isinstance(span, bool) or span < 1:
+        raise SoundharvestError(f"eval_windows: span = {span!r}; give a positive frame count")
+    notes = pd.read_csv(notes_tsv, sep="\t", dtype={"note_str": str})
+    bins = n_bins(kind, params)
+    with open_memmap_atomic(out_windows, (len(notes), span, bins), np.float32) as out:
+        for i, (key, start) in enumerate(zip(notes["note_str"], notes["frame"], strict=True)):
+            frames, _ = compute_features(load_note(nsynth_dir, key), sample_rate, kind, params)
+            if int(start) >= len(frames):
+                raise SoundharvestError(
+                    f"{notes_tsv}: note {key} starts at frame {start} of {len(frames)}; "
+                    "re-run eval_frames with the same features"
+                )
+            out[i] = frames[window_index(np.array([int(start)]), len(frames), span, 1)[0]]
+    log.info("%d notes -> windows of %d %s frames", len(notes), span, kind)
+    return load_npy(out_windows)
 
 
 def loud_frames(energy: np.ndarray, loud_db: float = LOUD_DB) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import Pathlike, load_npy, save_npy, write_tsv
+from ..io import Pathlike, SoundharvestError, load_npy, save_npy, write_tsv
 
 # The array-level modules are imported inside the functions: each stage is its own process and
 # needs only one of them (torch for k-means, matplotlib for figures, umap for projections).
@@ -38,6 +38,7 @@ def embed_file(
     seed: int = 0,
     loud_npy: Pathlike | None = None,
     loud_note_npy: Pathlike | None = None,
+    windows_npy: Pathlike | None = None,
 ) -> np.ndarray:
     """Codes of the evaluation notes under ``model``: one per note.
 
@@ -46,6 +47,10 @@ def embed_file(
     :param loud_npy: with ``loud_note_npy`` (from :func:`~.frames.eval_frames`): a note's code
         is the mean of the codes of its loud frames (``evaluation.pool: mean``) instead of the
         code of its highest-energy frame in ``frames_npy`` (the thesis).
+    :param windows_npy: for a model with context T > 1 (``architecture.context``): every
+        note's consecutive frames from its highest-energy frame on (:func:`~.frames.
+        eval_windows`, at least the window's span); the note's code is that of the window
+        that starts there. Single-frame models ignore it.
     """
     from . import embed as _embed
     from .frames import pool_codes
@@ -61,9 +66,30 @@ def embed_file(
         if model == "pca":
             codes = _embed.pca_codes(codes, latent, seed=seed)
     else:
+        from ..models import context_of, context_span
         from ..train import encode, load_model
 
         net, _meta = load_model(weights)
+        t, stride = context_of(net)
+        if t > 1:
+            span = context_span(t, stride)
+            if pooled:
+                raise SoundharvestError(
+                    f"{weights}: a model with context {t} encodes a note's window, not its loud "
+                    "frames one by one; set evaluation.pool: top"
+                )
+            if windows_npy is None:
+                raise SoundharvestError(
+                    f"{weights}: context {t} (stride {stride}): give windows_npy, the notes' "
+                    f"{span}-frame windows (eval_windows)"
+                )
+            windows = load_npy(windows_npy)
+            if windows.ndim != 3 or windows.shape[0] != n_notes or windows.shape[1] < span:
+                raise SoundharvestError(
+                    f"{windows_npy}: shape {windows.shape}, expected ({n_notes}, >= {span}, "
+                    "bins); re-run eval_windows"
+                )
+            frames = windows[:, :span:stride]
         codes = encode(net, frames)
         if pooled:
             codes = pool_codes(codes, note_of, n_notes)
