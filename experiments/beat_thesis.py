@@ -30,7 +30,7 @@ import torch
 
 from soundharvest.acquire.demo import DemoSource
 from soundharvest.dataset import shuffle
-from soundharvest.evaluate.frames import loud_frames, pool_codes
+from soundharvest.evaluate.frames import eval_frames, eval_windows, loud_frames, pool_codes
 from soundharvest.evaluate.kmeans import sweep
 from soundharvest.evaluate.nsynth import (
     families_of,
@@ -41,8 +41,8 @@ from soundharvest.evaluate.nsynth import (
 )
 from soundharvest.features import compute_features
 from soundharvest.io import save_npy
-from soundharvest.loader import ShardReader
-from soundharvest.models import Normalizer
+from soundharvest.loader import ClipPositives, ShardReader
+from soundharvest.models import Normalizer, context_of, context_span
 from soundharvest.predict import ClusterLabelModel
 from soundharvest.train import encode, load_model, train
 
@@ -80,6 +80,16 @@ MODELS: dict[str, tuple[str, dict]] = {
     "clip-logconv-lat32": (
         "contrastive",
         {"arch": {**LOGCONV, "latent": 32}, "max_offset": 100_000, "gain_jitter": 0.1},
+    ),
+    # Windows of 8 frames, 4 apart (architecture.context): untrained and trained on clip windows.
+    "random-ctx": ("random", {"arch": {**LOGCONV, "context": 8, "context_stride": 4}}),
+    "clip-ctx": (
+        "contrastive",
+        {
+            "arch": {**LOGCONV, "context": 8, "context_stride": 4},
+            "max_offset": 100_000,
+            "gain_jitter": 0.1,
+        },
     ),
     "label-logconv": (
         "contrastive",
@@ -141,11 +151,25 @@ def make_eval_data(work: Path, programs: str, notes_per_family: int) -> dict[str
     return out
 
 
-def train_sample(shards: list[Path], n: int = 8000) -> tuple[np.ndarray, np.ndarray]:
-    """A uniform sample of training frames and their label ids (the shards are shuffled)."""
-    reader = ShardReader(shards, n, with_labels=True, prefetch=0)
-    x, y = next(iter(reader.batches(0, n)))
-    return x.numpy(), y.numpy()
+def make_eval_windows(work: Path, programs: str, span: int, families: np.ndarray) -> np.ndarray:
+    """Every note's ``span`` frames from its highest-energy frame on (``eval_windows``), in the
+    order of :func:`make_eval_data` (checked against its ``families``)."""
+    cache = work / f"eval-{programs}.window{span}.npy"
+    notes = work / f"eval-{programs}.notes.tsv"
+    if not cache.is_file():
+        d = work / f"nsynth-{programs}"
+        eval_frames(d, work / f"eval-{programs}.top.npy", notes, "stft", STFT, families=FAMILIES)
+        eval_windows(d, notes, cache, "stft", STFT, span)
+    order = pd.read_csv(notes, sep="\t")["family"].to_numpy().astype(str)
+    assert np.array_equal(order, families), "notes out of order"
+    return np.load(cache)
+
+
+def train_sample(shards: list[Path], n: int = 8000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A uniform sample of training frames, their label ids and global source rows."""
+    reader = ShardReader(shards, n, with_labels=True, with_rows=True, prefetch=0)
+    x, y, rows = next(iter(reader.batches(0, n)))
+    return x.numpy(), y.numpy(), rows.numpy()
 
 
 def scores(
@@ -202,7 +226,7 @@ def main() -> None:
     t0 = time.perf_counter()
     shards = make_training_data(work, args.clips_per_label)
     evals = {p: make_eval_data(work, p, args.notes_per_family) for p in ("disjoint", "overlap")}
-    xs, ys = train_sample(shards)
+    xs, ys, rows = train_sample(shards)
     label_names = json.loads((shards[0].parent / "labels.json").read_text())
     label_family = families_of(
         label_names, load_label_families(ROOT / "resources/label_families.tsv")
@@ -247,12 +271,21 @@ def main() -> None:
                         **kw,
                     )
                 net, _ = load_model(weights)
+            t, stride = (1, 1) if net is None else context_of(net)
+            train_x = xs
+            if t > 1:  # the windows that start at the sampled training frames
+                clips = ClipPositives(sources(work))
+                train_x = clips.frames(clips.window_rows(rows, t, stride))
             clm = ClusterLabelModel.fit(
-                codes_of(name, net, xs), ys, args.k_labels, seed=seed, label_names=label_names
+                codes_of(name, net, train_x), ys, args.k_labels, seed=seed, label_names=label_names
             )
             for programs, ev in evals.items():
-                for pool in ("top", "mean"):
-                    if pool == "top":
+                for pool in ("top",) if t > 1 else ("top", "mean"):
+                    if t > 1:
+                        span = context_span(t, stride)
+                        windows = make_eval_windows(work, programs, span, ev["family"])
+                        codes = codes_of(name, net, windows[:, :span:stride])
+                    elif pool == "top":
                         codes = codes_of(name, net, ev["top"])
                     else:
                         codes = pool_codes(

@@ -156,17 +156,22 @@ def label_noise_file(
             )
         own = label_id[label]
         frames = load_npy(path)
-        # Predicted label of every frame of the label, encoded in blocks.
-        frame_labels = np.empty(len(frames), dtype=np.int64)
-        for a in range(0, len(frames), BLOCK_ROWS):
-            block = np.asarray(frames[a : a + BLOCK_ROWS], dtype=np.float32)
-            frame_labels[a : a + len(block)], _ = pred.clusters.predict(pred.encode(block))
-        for vid, first, n in read_index(index_p):
+        spans = read_index(index_p)
+        for vid, first, n in spans:
             if first + n > len(frames):
                 raise SoundharvestError(
                     f"{index_p}: video {vid} rows {first}..{first + n} beyond the {len(frames)} "
                     f"rows of {path}; re-run the concatenate stage"
                 )
+        # Predicted label of every frame of the label, clip by clip (a model with context
+        # encodes windows, which must not run from one clip into the next), in blocks.
+        frame_labels = np.empty(len(frames), dtype=np.int64)
+        for _vid, first, n in spans:
+            for a in range(first, first + n, BLOCK_ROWS):
+                b = min(a + BLOCK_ROWS, first + n)
+                block = np.asarray(frames[a:b], dtype=np.float32)
+                frame_labels[a:b], _ = pred.clusters.predict(pred.encode(block))
+        for vid, first, n in spans:
             own_s, dis, top, top_s = clip_disagreement(
                 frame_labels[first : first + n], own, len(names)
             )

@@ -621,7 +621,8 @@ def train(
     :param model_type: ``acai``, ``ae`` or ``random`` (initialised, never trained), or any type
         registered in :data:`soundharvest.models.MODEL_TYPES` and :data:`OBJECTIVES`.
     :param arch: architecture dict or preset name (:func:`soundharvest.models.resolve_arch`).
-    :param frames: training budget in frames seen (the last batch is cut to hit it exactly).
+    :param frames: training budget in datapoints seen, frames (windows for a model with
+        context) (the last batch is cut to hit it exactly).
     :param batch_size: frames per step (ACAI pairs frames within a batch).
     :param lr: Adam learning rate of both networks (reference: 1e-4).
     :param advweight: ACAI's lambda, weight of the critic term in the autoencoder loss (0.5).
