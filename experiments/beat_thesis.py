@@ -226,7 +226,7 @@ def main() -> None:
     t0 = time.perf_counter()
     shards = make_training_data(work, args.clips_per_label)
     evals = {p: make_eval_data(work, p, args.notes_per_family) for p in ("disjoint", "overlap")}
-    xs, ys, rows = train_sample(shards)
+    xs, ys, xs_rows = train_sample(shards)
     label_names = json.loads((shards[0].parent / "labels.json").read_text())
     label_family = families_of(
         label_names, load_label_families(ROOT / "resources/label_families.tsv")
@@ -275,7 +275,7 @@ def main() -> None:
             train_x = xs
             if t > 1:  # the windows that start at the sampled training frames
                 clips = ClipPositives(sources(work))
-                train_x = clips.frames(clips.window_rows(rows, t, stride))
+                train_x = clips.frames(clips.window_rows(xs_rows, t, stride))
             clm = ClusterLabelModel.fit(
                 codes_of(name, net, train_x), ys, args.k_labels, seed=seed, label_names=label_names
             )
