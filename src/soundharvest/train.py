@@ -683,6 +683,8 @@ def train(
         arch = {**arch, "bin_hz": [round(float(f), 4) for f in hz]}
     model = build_model(model_type, in_dim, arch, seed, normalize=normalize).to(dev)
     context, stride = context_of(model)
+    # What the budget counts: frames, or windows of `context` frames.
+    unit = "frames" if context == 1 else "windows"
     if context > 1 and recon_weight > 0:
         raise SoundharvestError(
             f"recon_weight = {recon_weight}: the decoder reconstructs single frames; with "
@@ -742,6 +744,10 @@ def train(
         dev,
         n_threads,
     )
+    if context > 1:
+        log.info(
+            "train %s: datapoints are windows of %d frames, %d apart", model_type, context, stride
+        )
 
     if objective_cls is None:
         # Never trained: weights as initialised, and the reconstruction loss on a sample so the
@@ -896,13 +902,15 @@ def train(
             rows.append(list(row_dict.values()))
             overall = (frames_seen - start_seen) / max(now - t_run, 1e-9)
             log.info(
-                "train %s: %d/%d frames (%.1f%%) | %.0f frames/s | ae %.5f recon %.5f critic %.5f"
+                "train %s: %d/%d %s (%.1f%%) | %.0f %s/s | ae %.5f recon %.5f critic %.5f"
                 " | alpha-hat %.3f±%.3f corr %.2f | ETA %s",
                 model_type,
                 frames_seen,
                 frames,
+                unit,
                 100.0 * frames_seen / max(frames, 1),
                 rate,
+                unit,
                 row_dict["ae_loss"],
                 row_dict["recon_loss"],
                 row_dict["critic_loss"],
@@ -945,7 +953,7 @@ def train(
         "compile": stepper.mode,
         "last": dict(zip(CURVE_COLUMNS, rows[-1], strict=True)) if rows else None,
     }
-    log.info("train %s: done, %d frames in %.1f s", model_type, frames_seen, seconds)
+    log.info("train %s: done, %d %s in %.1f s", model_type, frames_seen, unit, seconds)
     return summary
 
 
