@@ -108,8 +108,7 @@ class ClipPositives:
         self.clip_start = np.asarray(starts, dtype=np.int64)[order]
         self.clip_stop = np.asarray(stops, dtype=np.int64)[order]
         self.n_rows = int(offset)
-        spans_arr = np.asarray(sorted(clip_spans), dtype=np.int64).reshape(-1, 2)
-        self._clip_spans = spans_arr
+        self._clip_spans = np.asarray(sorted(clip_spans), dtype=np.int64).reshape(-1, 2)
 
     def window_rows(self, rows: np.ndarray, frames: int, stride: int = 1) -> np.ndarray:
         """Global rows ``(n, frames)`` of the window of ``frames`` frames, ``stride`` apart,
@@ -167,12 +166,12 @@ class ClipPositives:
         return out
 
 
-def _side_array(path: Path, shard: Path, n_rows: int) -> np.ndarray:
+def side_array(path: Pathlike, shard: Pathlike, n_rows: int) -> np.ndarray:
     """A shard's side array (one value per row), checked against the shard's row count."""
     arr = load_npy(path)
     if arr.shape != (n_rows,):
         raise SoundharvestError(
-            f"{path}: shape {arr.shape}, expected ({n_rows},) to match {shard.name}; "
+            f"{path}: shape {arr.shape}, expected ({n_rows},) to match {Path(shard).name}; "
             "re-run the shuffle stage"
         )
     return arr
@@ -242,9 +241,9 @@ class ShardReader:
                 )
             self.arrays.append(a)
             if with_labels:
-                self.labels.append(_side_array(labels_path(p), p, a.shape[0]))
+                self.labels.append(side_array(labels_path(p), p, a.shape[0]))
             if with_rows:
-                self.rows.append(_side_array(rows_path(p), p, a.shape[0]))
+                self.rows.append(side_array(rows_path(p), p, a.shape[0]))
         self.n_bins = int(n_bins)
         self.shard_rows = [int(a.shape[0]) for a in self.arrays]
         self.n_rows = int(sum(self.shard_rows))

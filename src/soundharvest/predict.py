@@ -320,6 +320,7 @@ def sample_shards(
         with ``with_rows``.
     """
     from .dataset import shard_side_paths
+    from .loader import side_array
 
     del seed
     arrays = [load_npy(p) for p in shard_paths]
@@ -336,15 +337,10 @@ def sample_shards(
         take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
     frames, ids, rows = [], [], []
     for path, arr, m in zip(shard_paths, arrays, take, strict=True):
-        for side, out in zip(shard_side_paths(path), (ids, rows), strict=True):
-            if out is rows and not with_rows:
-                continue
-            values = load_npy(side)
-            if len(values) != len(arr):
-                raise SoundharvestError(
-                    f"{side}: {len(values)} entries for {len(arr)} frames; re-run the shuffle"
-                )
-            out.append(np.asarray(values[:m], dtype=np.int64))
+        labels_p, rows_p = shard_side_paths(path)
+        ids.append(np.asarray(side_array(labels_p, path, len(arr))[:m], dtype=np.int64))
+        if with_rows:
+            rows.append(np.asarray(side_array(rows_p, path, len(arr))[:m], dtype=np.int64))
         frames.append(np.asarray(arr[:m], dtype=np.float32))
     out = (np.concatenate(frames), np.concatenate(ids))
     return (*out, np.concatenate(rows)) if with_rows else out

@@ -139,6 +139,7 @@ def candidate_of(video_id):
 # ---------------------------------------------------------------- features helpers
 
 from soundharvest.features import n_bins
+from soundharvest.models import context_span
 
 
 def feature_params(kind):
@@ -198,7 +199,7 @@ def context_windows(wildcards):
     t, stride = model_context(wildcards.model)
     if t == 1:
         return {}
-    span = (t - 1) * stride + 1
+    span = context_span(t, stride)
     return {"windows": f"{R}/eval_frames/{wildcards.kind}.window{span}.npy"}
 
 
