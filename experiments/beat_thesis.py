@@ -91,6 +91,25 @@ MODELS: dict[str, tuple[str, dict]] = {
             "gain_jitter": 0.1,
         },
     ),
+    # The same with a random equaliser on each anchor (recording colour must not solve it).
+    "clip-ctx-eq": (
+        "contrastive",
+        {
+            "arch": {**LOGCONV, "context": 8, "context_stride": 4},
+            "max_offset": 100_000,
+            "gain_jitter": 0.1,
+            "eq_jitter": 0.1,
+        },
+    ),
+    # Weak supervision on windows: positives are windows of any clip of the same query label.
+    "label-ctx": (
+        "contrastive",
+        {
+            "arch": {**LOGCONV, "context": 8, "context_stride": 4},
+            "positive_scope": "label",
+            "gain_jitter": 0.1,
+        },
+    ),
     "label-logconv": (
         "contrastive",
         {"arch": LOGCONV, "positive_scope": "label", "gain_jitter": 0.1},

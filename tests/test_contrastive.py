@@ -13,7 +13,14 @@ from soundharvest.dataset import shuffle
 from soundharvest.io import SoundharvestError, save_npy
 from soundharvest.loader import ClipPositives, ShardReader
 from soundharvest.models import Normalizer, build_model
-from soundharvest.train import ContrastiveObjective, encode, load_model, train
+from soundharvest.train import (
+    EQ_TERMS,
+    ContrastiveObjective,
+    encode,
+    eq_basis,
+    load_model,
+    train,
+)
 
 SMALL = {"hidden": [64, 64], "latent": 8}
 
@@ -291,6 +298,45 @@ def test_gain_jitter_draws_levels_in_range() -> None:
     assert torch.all(off == 0)
     on = ContrastiveObjective(model, gain_jitter=0.1, seed=3).draw(1000)
     assert float(on.abs().max()) <= 0.1 and float(on.std()) > 0.04
+
+
+def test_eq_basis_is_a_tilt_then_finer_weaker_curves() -> None:
+    basis = eq_basis(513)
+    assert basis.shape == (EQ_TERMS, 513)
+    tilt = basis[0].numpy()
+    assert tilt[0] == pytest.approx(1.0) and tilt[-1] == pytest.approx(-1.0)
+    assert np.all(np.diff(tilt) <= 1e-7)  # the first curve falls monotonically: a tilt
+    peaks = basis.abs().max(dim=1).values.numpy()
+    assert peaks == pytest.approx(1.0 / np.arange(1, EQ_TERMS + 1), abs=0.02)
+    # each curve crosses zero once more than the one before (ever finer bumps)
+    crossings = [int(np.sum(np.diff(np.sign(row)) != 0)) for row in basis.numpy()]
+    assert crossings == list(range(1, EQ_TERMS + 1))
+
+
+def test_eq_jitter_colours_each_anchor_with_one_smooth_curve() -> None:
+    model = build_model("contrastive", 64, {"hidden": [16], "latent": 4}, seed=0)
+    plain = ContrastiveObjective(model, gain_jitter=0.1, seed=3)
+    both = ContrastiveObjective(model, gain_jitter=0.1, eq_jitter=0.05, seed=3)
+    n_plain, n_both = plain.draw(500), both.draw(500)
+    assert n_plain.shape == (500, 1) and n_both.shape == (500, 1 + EQ_TERMS)
+    assert float(n_both[:, 0].abs().max()) <= 0.1 and float(n_both[:, 1:].abs().max()) <= 0.05
+    assert float(n_both[:, 1:].std()) > 0.02
+    # windows (b, T, bins) at mid-level: every frame of a window gets the same curve
+    x = torch.full((500, 3, 64), 0.5)
+    out = both.augment(x, n_both)
+    want = 0.5 + n_both[:, :1] + n_both[:, 1:] @ eq_basis(64)
+    assert torch.allclose(out, want.clamp(0, 1)[:, None, :].expand_as(out), atol=1e-6)
+    assert torch.allclose(plain.augment(x, n_plain), (0.5 + n_plain[:, :1, None]).expand_as(x))
+    # the scale's ends are kept
+    assert float(both.augment(torch.ones_like(x), n_both).max()) <= 1.0
+    assert float(both.augment(torch.zeros_like(x), n_both).min()) >= 0.0
+    # the clip ids still follow the draws: a same-clip pair is a positive
+    pairs = torch.rand(4, 2, 64)
+    ids = torch.tensor([0.0, 0.0, 1.0, 2.0])[:, None]
+    drawn = both.draw(4)
+    _, apart = both.losses(pairs, torch.cat([drawn, torch.arange(4.0)[:, None]], 1))
+    _, shared = both.losses(pairs, torch.cat([drawn, ids], 1))
+    assert float(shared[-1]) >= float(apart[-1])
 
 
 # --------------------------------------------------------------------------- context windows

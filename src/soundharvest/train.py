@@ -212,6 +212,23 @@ class AcaiObjective(Objective):
         return ae_loss + critic_loss, metrics
 
 
+#: Cosine terms of the random equaliser of ``eq_jitter``.
+EQ_TERMS = 4
+
+
+def eq_basis(bins: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(EQ_TERMS, bins)`` smooth curves over frequency for the random equaliser.
+
+    Row ``j`` is ``cos(pi (j + 1) u) / (j + 1)`` with ``u`` the bin's position on a log axis of
+    the bin index (0 at the lowest bin, 1 at the highest): a tilt first, then ever finer and
+    weaker bumps, so that a random mix looks like a microphone's or a room's colouration.
+    """
+    u = torch.log1p(torch.arange(bins, dtype=torch.float32, device=device))
+    u = u / u[-1].clamp_min(1e-12)
+    j = torch.arange(1, EQ_TERMS + 1, dtype=torch.float32, device=device)[:, None]
+    return torch.cos(math.pi * j * u) / j
+
+
 class ContrastiveObjective(Objective):
     """InfoNCE on pairs of frames from the same clip (the data's free signal).
 
@@ -226,34 +243,53 @@ class ContrastiveObjective(Objective):
     frames of one clip does not push them apart. The loss is symmetric (both directions), on
     unit codes with temperature ``temperature`` (default 0.1, SimCLR's order of magnitude).
     ``gain_jitter`` changes each anchor's level at random (loudness must not solve the task);
+    ``eq_jitter`` adds a random smooth curve over frequency to each anchor (a random equaliser:
+    a recording's colour, its microphone, room and noise, must not solve it either);
     ``recon_weight`` (default 0) adds the autoencoder's reconstruction error of the anchors.
     """
 
     needs_pairs = True
 
+    def draws(self) -> int:
+        """Columns of :meth:`draw`: the level change, then the equaliser's coefficients."""
+        return 1 + (EQ_TERMS if float(self.hparams.get("eq_jitter", 0.0)) > 0 else 0)
+
     def draw(self, batch: int) -> torch.Tensor:
-        # A level change per anchor frame, uniform in +-gain_jitter (in scaled units: 1 = the
-        # 80 dB range), so that loudness is not a cue shared by a pair.
+        # A level change per anchor, uniform in +-gain_jitter (in scaled units: 1 = the 80 dB
+        # range), so that loudness is not a cue shared by a pair; with eq_jitter, the
+        # coefficients of a random equaliser curve, uniform in +-eq_jitter.
         g = float(self.hparams.get("gain_jitter", 0.0))
-        if g <= 0:
+        e = float(self.hparams.get("eq_jitter", 0.0))
+        if g <= 0 and e <= 0:
             return super().draw(batch)
-        u = torch.rand(batch, 1, device=self.device, generator=self.generator)
-        return (2.0 * u - 1.0) * g
+        u = torch.rand(batch, self.draws(), device=self.device, generator=self.generator)
+        scale = torch.full((self.draws(),), e, device=self.device)
+        scale[0] = g
+        return (2.0 * u - 1.0) * scale
+
+    def augment(self, anchor: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The anchors ``(b, [T,] bins)`` with :meth:`draw`'s level change and equaliser: one
+        per datapoint, so a window keeps its envelope; clamped to the [0, 1] scale."""
+        n_draw = self.draws()
+        if float(self.hparams.get("gain_jitter", 0.0)) <= 0 and n_draw == 1:
+            return anchor
+        shift = noise[:, :1]
+        if n_draw > 1:
+            shift = shift + noise[:, 1:n_draw] @ eq_basis(anchor.shape[-1], anchor.device)
+        shift = shift.reshape(anchor.shape[0], *([1] * (anchor.ndim - 2)), -1)
+        return (anchor + shift.to(anchor.dtype)).clamp(0.0, 1.0)
 
     def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tau = float(self.hparams.get("temperature", 0.1))
         recon_weight = float(self.hparams.get("recon_weight", 0.0))
         b = x.shape[0]
-        anchor = x[:, 0]
-        if float(self.hparams.get("gain_jitter", 0.0)) > 0:
-            # One level change per datapoint (a window keeps its envelope).
-            gain = noise[:, :1].reshape(b, *([1] * (anchor.ndim - 1)))
-            anchor = (anchor + gain.to(anchor.dtype)).clamp(0.0, 1.0)
+        n_draw = self.draws()
+        anchor = self.augment(x[:, 0], noise)
         z = self.model.encode(torch.cat([anchor, x[:, 1]])).float()  # unit codes
         z1, z2 = z[:b], z[b:]
         logits = z1 @ z2.T / tau
-        if noise.shape[1] > 1:  # clip ids: every same-clip pair is a positive
-            groups = noise[:, 1]
+        if noise.shape[1] > n_draw:  # clip ids: every same-clip pair is a positive
+            groups = noise[:, n_draw]
             pos = (groups[:, None] == groups[None, :]).float()
         else:
             pos = torch.eye(b, device=x.device)
@@ -611,6 +647,7 @@ def train(
     recon_weight: float = 0.0,
     positive_scope: str = "clip",
     gain_jitter: float = 0.0,
+    eq_jitter: float = 0.0,
 ) -> dict[str, Any]:
     """Train one model on the shuffled shards for exactly ``frames`` frames.
 
@@ -654,6 +691,8 @@ def train(
         labels used) or ``label`` (any frame of the same query label: weak supervision).
     :param gain_jitter: ``contrastive``: random level change of each anchor frame, uniform in
         +-``gain_jitter`` in the frames' scaled units (0.1 = 8 dB of the 80 dB range).
+    :param eq_jitter: ``contrastive``: random equaliser on each anchor, a mix of
+        :func:`eq_basis`'s curves with coefficients uniform in +-``eq_jitter`` (scaled units).
     :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
     """
     if model_type not in OBJECTIVES:
@@ -733,6 +772,7 @@ def train(
             recon_weight=float(recon_weight),
             positive_scope=positive_scope,
             gain_jitter=float(gain_jitter),
+            eq_jitter=float(eq_jitter),
         )
     title = f"{model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
     log.info(
@@ -787,6 +827,7 @@ def train(
         temperature=temperature,
         recon_weight=recon_weight,
         gain_jitter=gain_jitter,
+        eq_jitter=eq_jitter,
     )
     stepper = Stepper(objective, compile)
     checkpoint_every = int(checkpoint_every or max(batch_size, frames // 10))
@@ -814,6 +855,7 @@ def train(
                     positive_scope,
                     [str(p) for p in positives],
                     *([gain_jitter] if gain_jitter else []),
+                    *([["eq", eq_jitter]] if eq_jitter else []),
                 ]
             }
         ),

@@ -31,4 +31,5 @@ run_logged(
     recon_weight=m["recon_weight"],
     positive_scope=m["positive_scope"],
     gain_jitter=m.get("gain_jitter", 0.0),
+    eq_jitter=m.get("eq_jitter", 0.0),
 )
