@@ -101,6 +101,26 @@ MODELS: dict[str, tuple[str, dict]] = {
             "eq_jitter": 0.1,
         },
     ),
+    # ... with each anchor shifted by up to an octave (register must not solve it), and both.
+    "clip-ctx-pitch": (
+        "contrastive",
+        {
+            "arch": {**LOGCONV, "context": 8, "context_stride": 4},
+            "max_offset": 100_000,
+            "gain_jitter": 0.1,
+            "pitch_jitter": 12.0,
+        },
+    ),
+    "clip-ctx-all": (
+        "contrastive",
+        {
+            "arch": {**LOGCONV, "context": 8, "context_stride": 4},
+            "max_offset": 100_000,
+            "gain_jitter": 0.1,
+            "eq_jitter": 0.1,
+            "pitch_jitter": 12.0,
+        },
+    ),
     # Weak supervision on windows: positives are windows of any clip of the same query label.
     "label-ctx": (
         "contrastive",

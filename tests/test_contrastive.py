@@ -19,6 +19,7 @@ from soundharvest.train import (
     encode,
     eq_basis,
     load_model,
+    pitch_shift,
     train,
 )
 
@@ -337,6 +338,42 @@ def test_eq_jitter_colours_each_anchor_with_one_smooth_curve() -> None:
     _, apart = both.losses(pairs, torch.cat([drawn, torch.arange(4.0)[:, None]], 1))
     _, shared = both.losses(pairs, torch.cat([drawn, ids], 1))
     assert float(shared[-1]) >= float(apart[-1])
+
+
+def test_pitch_shift_moves_harmonics_and_fills_the_top_with_silence() -> None:
+    hz = torch.linspace(0.0, 8000.0, 513)  # an STFT's bins, 15.6 Hz apart
+    x = torch.zeros(3, 2, 513)
+    for h in (1, 2, 3):  # a 437.5 Hz tone and its harmonics, in every frame of a window
+        x[:, :, 28 * h] = 1.0 / h
+    x[:, :, -1] = 0.5  # energy at the top bin
+    y = pitch_shift(x, torch.tensor([12.0, -12.0, 0.0]), hz)
+    assert y.shape == x.shape
+    up, down = y[0, 1].numpy(), y[1, 0].numpy()
+    # an octave up: the harmonics at twice their bins (between them, interpolated)
+    assert up[[56, 112, 168]] == pytest.approx([1.0, 1 / 2, 1 / 3])
+    assert up[55] == pytest.approx(0.5) and up[100] == 0.0
+    # an octave down: at half their bins
+    assert down[[14, 28, 42]] == pytest.approx([1.0, 1 / 2, 1 / 3])
+    assert int(np.argmax(up)) == 56 and int(np.argmax(down)) == 14
+    assert float(down[257:].max()) == 0.0  # read from above the top bin: silence
+    assert torch.allclose(y[2], x[2])  # no shift: unchanged
+    # a shift down reads the top bin's energy at half its frequency
+    assert down[256] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_pitch_jitter_shifts_each_anchor_and_trains(tmp_path: Path) -> None:
+    hz = np.linspace(0.0, 8000.0, 64)
+    model = build_model("contrastive", 64, {"hidden": [16], "latent": 4}, seed=0)
+    obj = ContrastiveObjective(model, gain_jitter=0.1, pitch_jitter=7.0, bin_hz=hz.tolist(), seed=1)
+    drawn = obj.draw(400)
+    assert drawn.shape == (400, 2)
+    assert float(drawn[:, -1].abs().max()) <= 7.0 and float(drawn[:, -1].std()) > 3.0
+    x = torch.rand(400, 64) * 0.5 + 0.25
+    want = pitch_shift(x, drawn[:, -1], torch.as_tensor(hz, dtype=torch.float32))
+    want = (want + drawn[:, :1]).clamp(0, 1)
+    assert torch.allclose(obj.augment(x, drawn), want, atol=1e-6)
+    with pytest.raises(SoundharvestError, match="pitch_jitter"):
+        ContrastiveObjective(model, pitch_jitter=7.0).augment(x, drawn)
 
 
 # --------------------------------------------------------------------------- context windows

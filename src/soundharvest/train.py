@@ -212,6 +212,29 @@ class AcaiObjective(Objective):
         return ae_loss + critic_loss, metrics
 
 
+def pitch_shift(
+    frames: torch.Tensor, semitones: torch.Tensor, bin_hz: torch.Tensor
+) -> torch.Tensor:
+    """Each datapoint of ``frames`` ``(b, [T,] bins)`` moved up by ``semitones[i]`` along
+    frequency, as resampling the audio would (harmonics and envelope move together): the value
+    at frequency ``f`` is the old one at ``f / 2**(s/12)``, linearly interpolated between the
+    bins at ``bin_hz`` (ascending); what comes from above the highest bin is silence (0).
+    """
+    b, bins = frames.shape[0], frames.shape[-1]
+    ratio = torch.exp2(semitones.reshape(b, 1).float() / 12.0)
+    source = bin_hz[None, :] / ratio  # (b, bins): where each bin's new value comes from
+    hi = torch.searchsorted(bin_hz, source.contiguous()).clamp(1, bins - 1)
+    lo = hi - 1
+    f_lo, f_hi = bin_hz[lo], bin_hz[hi]
+    w = ((source - f_lo) / (f_hi - f_lo).clamp_min(1e-9)).clamp(0.0, 1.0)
+    flat = frames.reshape(b, -1, bins)
+    idx_lo = lo[:, None, :].expand_as(flat)
+    idx_hi = hi[:, None, :].expand_as(flat)
+    out = torch.lerp(flat.gather(2, idx_lo).float(), flat.gather(2, idx_hi).float(), w[:, None, :])
+    out = torch.where((source > bin_hz[-1])[:, None, :], torch.zeros_like(out), out)
+    return out.to(frames.dtype).reshape(frames.shape)
+
+
 #: Cosine terms of the random equaliser of ``eq_jitter``.
 EQ_TERMS = 4
 
@@ -250,34 +273,61 @@ class ContrastiveObjective(Objective):
 
     needs_pairs = True
 
+    def _jitter(self) -> tuple[float, float, float]:
+        h = self.hparams
+        return (
+            float(h.get("gain_jitter", 0.0)),
+            float(h.get("eq_jitter", 0.0)),
+            float(h.get("pitch_jitter", 0.0)),
+        )
+
     def draws(self) -> int:
-        """Columns of :meth:`draw`: the level change, then the equaliser's coefficients."""
-        return 1 + (EQ_TERMS if float(self.hparams.get("eq_jitter", 0.0)) > 0 else 0)
+        """Columns of :meth:`draw`: the level change, the equaliser's coefficients (with
+        ``eq_jitter``), then the pitch shift in semitones (with ``pitch_jitter``)."""
+        _g, e, p = self._jitter()
+        return 1 + (EQ_TERMS if e > 0 else 0) + (1 if p > 0 else 0)
 
     def draw(self, batch: int) -> torch.Tensor:
         # A level change per anchor, uniform in +-gain_jitter (in scaled units: 1 = the 80 dB
         # range), so that loudness is not a cue shared by a pair; with eq_jitter, the
-        # coefficients of a random equaliser curve, uniform in +-eq_jitter.
-        g = float(self.hparams.get("gain_jitter", 0.0))
-        e = float(self.hparams.get("eq_jitter", 0.0))
-        if g <= 0 and e <= 0:
+        # coefficients of a random equaliser curve, uniform in +-eq_jitter; with pitch_jitter,
+        # a pitch shift uniform in +-pitch_jitter semitones.
+        g, e, p = self._jitter()
+        if g <= 0 and e <= 0 and p <= 0:
             return super().draw(batch)
-        u = torch.rand(batch, self.draws(), device=self.device, generator=self.generator)
-        scale = torch.full((self.draws(),), e, device=self.device)
+        n = self.draws()
+        u = torch.rand(batch, n, device=self.device, generator=self.generator)
+        scale = torch.full((n,), e, device=self.device)
         scale[0] = g
+        if p > 0:
+            scale[-1] = p
         return (2.0 * u - 1.0) * scale
 
     def augment(self, anchor: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """The anchors ``(b, [T,] bins)`` with :meth:`draw`'s level change and equaliser: one
-        per datapoint, so a window keeps its envelope; clamped to the [0, 1] scale."""
-        n_draw = self.draws()
-        if float(self.hparams.get("gain_jitter", 0.0)) <= 0 and n_draw == 1:
+        """The anchors ``(b, [T,] bins)`` with :meth:`draw`'s pitch shift, level change and
+        equaliser: one of each per datapoint, so a window keeps its envelope; clamped to the
+        [0, 1] scale."""
+        g, e, p = self._jitter()
+        if p > 0:
+            anchor = pitch_shift(anchor, noise[:, -1], self._bin_hz(anchor.device))
+        if g <= 0 and e <= 0:
             return anchor
         shift = noise[:, :1]
-        if n_draw > 1:
-            shift = shift + noise[:, 1:n_draw] @ eq_basis(anchor.shape[-1], anchor.device)
+        if e > 0:
+            shift = shift + noise[:, 1 : 1 + EQ_TERMS] @ eq_basis(anchor.shape[-1], anchor.device)
         shift = shift.reshape(anchor.shape[0], *([1] * (anchor.ndim - 2)), -1)
         return (anchor + shift.to(anchor.dtype)).clamp(0.0, 1.0)
+
+    def _bin_hz(self, device: torch.device) -> torch.Tensor:
+        hz = self.hparams.get("bin_hz")
+        if hz is None:
+            raise SoundharvestError(
+                "pitch_jitter: the bins' frequencies are unknown; train() sets them from the "
+                "feature kind in metadata['features']"
+            )
+        if not hasattr(self, "_hz") or self._hz.device != device:
+            self._hz = torch.as_tensor(np.asarray(hz, dtype=np.float32), device=device)
+        return self._hz
 
     def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tau = float(self.hparams.get("temperature", 0.1))
@@ -648,6 +698,7 @@ def train(
     positive_scope: str = "clip",
     gain_jitter: float = 0.0,
     eq_jitter: float = 0.0,
+    pitch_jitter: float = 0.0,
 ) -> dict[str, Any]:
     """Train one model on the shuffled shards for exactly ``frames`` frames.
 
@@ -693,6 +744,8 @@ def train(
         +-``gain_jitter`` in the frames' scaled units (0.1 = 8 dB of the 80 dB range).
     :param eq_jitter: ``contrastive``: random equaliser on each anchor, a mix of
         :func:`eq_basis`'s curves with coefficients uniform in +-``eq_jitter`` (scaled units).
+    :param pitch_jitter: ``contrastive``: each anchor shifted in pitch by up to
+        +-``pitch_jitter`` semitones (:func:`pitch_shift`; needs the feature kind in metadata).
     :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
     """
     if model_type not in OBJECTIVES:
@@ -709,17 +762,21 @@ def train(
         shard_paths, batch_size, block_rows=block_rows, seed=seed, device=dev, prefetch=prefetch
     )
     in_dim = reader.n_bins
-    if arch["frontend"] == "logconv" and arch["bin_hz"] is None:
-        # The front end resamples the bins onto a log-frequency axis: it needs their
-        # frequencies, which follow from the feature kind the metadata carries.
+    bin_hz = arch["bin_hz"]
+    if bin_hz is None and (arch["frontend"] == "logconv" or pitch_jitter > 0):
+        # The front end resamples the bins onto a log-frequency axis, and a pitch shift moves
+        # them along it: both need their frequencies, which follow from the feature kind.
         spec = (metadata or {}).get("features")
         if not spec:
+            what = "frontend = logconv" if arch["frontend"] == "logconv" else "pitch_jitter"
             raise SoundharvestError(
-                "architecture.frontend = logconv: the bins' frequencies are unknown; pass "
-                "metadata={'features': {'kind', 'params', 'sample_rate'}} or arch['bin_hz']"
+                f"{what}: the bins' frequencies are unknown; pass metadata={{'features': "
+                "{'kind', 'params', 'sample_rate'}} or arch['bin_hz']"
             )
         hz = bin_frequencies(spec["kind"], spec.get("params"), int(spec["sample_rate"]))
-        arch = {**arch, "bin_hz": [round(float(f), 4) for f in hz]}
+        bin_hz = [round(float(f), 4) for f in hz]
+        if arch["frontend"] == "logconv":
+            arch = {**arch, "bin_hz": bin_hz}
     model = build_model(model_type, in_dim, arch, seed, normalize=normalize).to(dev)
     context, stride = context_of(model)
     # What the budget counts: frames, or windows of `context` frames.
@@ -773,6 +830,7 @@ def train(
             positive_scope=positive_scope,
             gain_jitter=float(gain_jitter),
             eq_jitter=float(eq_jitter),
+            pitch_jitter=float(pitch_jitter),
         )
     title = f"{model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
     log.info(
@@ -828,6 +886,8 @@ def train(
         recon_weight=recon_weight,
         gain_jitter=gain_jitter,
         eq_jitter=eq_jitter,
+        pitch_jitter=pitch_jitter,
+        bin_hz=bin_hz,
     )
     stepper = Stepper(objective, compile)
     checkpoint_every = int(checkpoint_every or max(batch_size, frames // 10))
@@ -856,6 +916,7 @@ def train(
                     [str(p) for p in positives],
                     *([gain_jitter] if gain_jitter else []),
                     *([["eq", eq_jitter]] if eq_jitter else []),
+                    *([["pitch", pitch_jitter]] if pitch_jitter else []),
                 ]
             }
         ),

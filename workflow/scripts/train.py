@@ -32,4 +32,5 @@ run_logged(
     positive_scope=m["positive_scope"],
     gain_jitter=m.get("gain_jitter", 0.0),
     eq_jitter=m.get("eq_jitter", 0.0),
+    pitch_jitter=m.get("pitch_jitter", 0.0),
 )
