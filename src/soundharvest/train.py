@@ -762,7 +762,7 @@ def train(
         shard_paths, batch_size, block_rows=block_rows, seed=seed, device=dev, prefetch=prefetch
     )
     in_dim = reader.n_bins
-    bin_hz = arch["bin_hz"]
+    bin_hz = arch.get("bin_hz")
     if bin_hz is None and (arch["frontend"] == "logconv" or pitch_jitter > 0):
         # The front end resamples the bins onto a log-frequency axis, and a pitch shift moves
         # them along it: both need their frequencies, which follow from the feature kind.

@@ -30,6 +30,16 @@ def test_complete_run_writes_catalog_and_summary(tiny_run):
     }
 
 
+def test_model_settings_reach_the_trained_weights(tiny_run):
+    from soundharvest.train import load_model
+
+    model = yaml.safe_load((tiny_run / "config.yaml").read_text())["models"]["contrastive"]
+    _net, meta = load_model(tiny_run / "results/train/stft/contrastive/weights.safetensors")
+    for key in ("gain_jitter", "eq_jitter", "lr", "batch_size"):
+        assert meta[key] == model[key], key
+    assert meta["frames_seen"] == model["frames"]
+
+
 def test_nothing_to_do_after_a_complete_run(tiny_run):
     proc = snakemake(tiny_run, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
