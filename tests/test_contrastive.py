@@ -372,6 +372,9 @@ def test_pitch_jitter_shifts_each_anchor_and_trains(tmp_path: Path) -> None:
     want = pitch_shift(x, drawn[:, -1], torch.as_tensor(hz, dtype=torch.float32))
     want = (want + drawn[:, :1]).clamp(0, 1)
     assert torch.allclose(obj.augment(x, drawn), want, atol=1e-6)
+    # clip ids appended after the draws (as the training loop does) do not change the shift
+    with_ids = torch.cat([drawn, torch.arange(400.0)[:, None]], 1)
+    assert torch.allclose(obj.augment(x, with_ids), want, atol=1e-6)
     with pytest.raises(SoundharvestError, match="pitch_jitter"):
         ContrastiveObjective(model, pitch_jitter=7.0).augment(x, drawn)
 

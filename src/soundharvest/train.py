@@ -309,7 +309,9 @@ class ContrastiveObjective(Objective):
         [0, 1] scale."""
         g, e, p = self._jitter()
         if p > 0:
-            anchor = pitch_shift(anchor, noise[:, -1], self._bin_hz(anchor.device))
+            # The last drawn column (clip ids may follow the draws).
+            semitones = noise[:, self.draws() - 1]
+            anchor = pitch_shift(anchor, semitones, self._bin_hz(anchor.device))
         if g <= 0 and e <= 0:
             return anchor
         shift = noise[:, :1]
