@@ -18,7 +18,7 @@ import torch
 
 from soundharvest.io import SoundharvestError
 from soundharvest.loader import labels_path
-from soundharvest.train import CURVE_COLUMNS, encode, load_model, train
+from soundharvest.train import CURVE_COLUMNS, encode, load_model, lr_factor, train
 
 SMALL = {"hidden": [64, 64], "latent": 8}
 
@@ -219,6 +219,75 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, caplog) -> No
     assert fresh["resumed_from"] is None and "lr" in caplog.text and "starting fresh" in caplog.text
 
 
+def test_cosine_schedule_falls_from_one_to_zero() -> None:
+    assert lr_factor("constant", 700, 1000) == 1.0
+    values = [lr_factor("cosine", s, 1000) for s in range(0, 1001, 100)]
+    assert values[0] == pytest.approx(1.0) and values[5] == pytest.approx(0.5)
+    assert values[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    with pytest.raises(SoundharvestError, match="lr_schedule = 'step'"):
+        lr_factor("step", 0, 10)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_cosine_schedule_decays_adam_and_a_resume_follows_the_same_curve(tmp_path: Path) -> None:
+    paths, *_ = make_templates(tmp_path / "s", n=2000, d=32, k=4)
+    kw = dict(
+        model_type="ae",
+        arch={"hidden": [32], "latent": 4},
+        frames=6400,
+        batch_size=64,
+        lr=1e-3,
+        seed=1,
+        threads=1,
+        device="cpu",
+        checkpoint_every=3200,
+    )
+
+    def final_lr(name: str, **extra) -> float:
+        ck = tmp_path / f"{name}.ckpt.pt"
+        train(paths, **_outputs(tmp_path, name), checkpoint_path=ck, **{**kw, **extra})
+        state = torch.load(ck, weights_only=True)["objective"]["optimizer"]
+        return float(state["param_groups"][0]["lr"])
+
+    # The rate of the last step: cos decay puts it near 0; constant leaves it at lr.
+    assert final_lr("const") == pytest.approx(1e-3)
+    last = final_lr("cos", lr_schedule="cosine")
+    assert 0 < last < 1e-3 * lr_factor("cosine", 6400 - 64, 6400) * 1.01
+    _, meta = load_model(tmp_path / "cos.safetensors")
+    assert meta["lr_schedule"] == "cosine"
+    a, _ = load_model(tmp_path / "cos.safetensors")
+    b, _ = load_model(tmp_path / "const.safetensors")
+    assert any(not torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+    # Stopped after the halfway checkpoint, then resumed: the same weights as the whole run.
+    ck = tmp_path / "stopped.ckpt.pt"
+
+    def stop(seen: int, _row) -> None:
+        if seen >= 3200:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(
+            paths,
+            **_outputs(tmp_path, "stopped"),
+            checkpoint_path=ck,
+            callback=stop,
+            lr_schedule="cosine",
+            **kw,
+        )
+    resumed = train(
+        paths, **_outputs(tmp_path, "stopped"), checkpoint_path=ck, lr_schedule="cosine", **kw
+    )
+    assert resumed["resumed_from"] == 3200
+    c, _ = load_model(tmp_path / "stopped.safetensors")
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(c.state_dict()[k], v, rtol=1e-4, atol=1e-6)
+
+
 def test_bad_arguments(tmp_path: Path) -> None:
     paths, *_ = make_templates(tmp_path / "s", n=100, d=16, k=2)
     out = _outputs(tmp_path, "x")
@@ -226,6 +295,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
         train(paths, **out, model_type="vae")
     with pytest.raises(SoundharvestError, match="frames"):
         train(paths, **out, model_type="ae", frames=-1)
+    with pytest.raises(SoundharvestError, match="lr_schedule = 'linear'"):
+        train(paths, **out, model_type="ae", frames=10, lr_schedule="linear")
     with pytest.raises(SoundharvestError, match="device"):
         train(paths, **out, model_type="ae", frames=10, device="tpu")
     with pytest.raises(SoundharvestError, match="not found"):

@@ -59,6 +59,22 @@ CURVE_COLUMNS = [
 #: Per-step metrics every objective returns, in this order (NaN where not applicable).
 METRICS = CURVE_COLUMNS[1:-1]
 COMPILE_MODES = ("auto", "eager", "compile", "reduce-overhead", "cudagraph")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, seen: int, total: int) -> float:
+    """The learning rate's multiplier after ``seen`` of ``total`` datapoints.
+
+    ``constant`` (the thesis): 1 throughout. ``cosine``: half a cosine from 1 to 0 over the
+    budget (Loshchilov & Hutter 2017, without restarts), so training ends on a settled model
+    rather than on one snapshot of a constant-rate walk. A function of the datapoints seen, so a
+    resumed run follows the same curve.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(max(seen, 0), total) / max(total, 1)))
+    raise SoundharvestError(f"lr_schedule = {schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,6 +92,8 @@ class Objective:
     :param lr: Adam learning rate.
     :param seed: seed of the objective's own random numbers (e.g. ACAI's alpha).
     :param amp_dtype: autocast dtype (``torch.bfloat16`` on GPU) or ``None`` for float32.
+    :param scheduled: the learning rate will change during training (:meth:`set_lr_factor`);
+        on CUDA it is then held in a tensor, so that a captured CUDA graph reads the new value.
     """
 
     needs_pairs = False
@@ -87,6 +105,7 @@ class Objective:
         lr: float = 1e-4,
         seed: int = 0,
         amp_dtype: torch.dtype | None = None,
+        scheduled: bool = False,
         **hparams: Any,
     ) -> None:
         self.model = model
@@ -96,8 +115,15 @@ class Objective:
         cuda = self.device.type == "cuda"
         # One Adam over all parameter groups (Adam is per-parameter, so this equals one optimiser
         # per network); fused kernels on CUDA, and capturable so a CUDA graph can hold the step.
+        groups = self.param_groups(lr)
+        self._base_lr = [float(g["lr"]) for g in groups]
+        if cuda and scheduled:
+            # A CUDA graph bakes a float learning rate into the captured Adam kernels; a tensor
+            # (allowed with fused / capturable Adam) is read at every replay.
+            for g in groups:
+                g["lr"] = torch.tensor(float(g["lr"]), device=self.device)
         self.optimizer = torch.optim.Adam(
-            self.param_groups(lr),
+            groups,
             lr=lr,
             fused=True if cuda else None,
             capturable=cuda,
@@ -108,6 +134,14 @@ class Objective:
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         """Parameter groups of the optimiser (override for several networks)."""
         return [{"params": list(self.model.parameters()), "lr": lr}]
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Set every parameter group's learning rate to ``factor`` times its initial one."""
+        for g, base in zip(self.optimizer.param_groups, self._base_lr, strict=True):
+            if torch.is_tensor(g["lr"]):
+                g["lr"].fill_(base * factor)
+            else:
+                g["lr"] = base * factor
 
     def draw(self, batch: int) -> torch.Tensor:
         """This step's random numbers (a ``(batch, 1)`` tensor; unused by plain objectives)."""
@@ -701,6 +735,7 @@ def train(
     gain_jitter: float = 0.0,
     eq_jitter: float = 0.0,
     pitch_jitter: float = 0.0,
+    lr_schedule: str = "constant",
 ) -> dict[str, Any]:
     """Train one model on the shuffled shards for exactly ``frames`` frames.
 
@@ -748,6 +783,8 @@ def train(
         :func:`eq_basis`'s curves with coefficients uniform in +-``eq_jitter`` (scaled units).
     :param pitch_jitter: ``contrastive``: each anchor shifted in pitch by up to
         +-``pitch_jitter`` semitones (:func:`pitch_shift`; needs the feature kind in metadata).
+    :param lr_schedule: ``constant`` (the thesis) or ``cosine`` (decay to 0 over the budget,
+        :func:`lr_factor`).
     :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
     """
     if model_type not in OBJECTIVES:
@@ -756,6 +793,7 @@ def train(
         )
     if not isinstance(frames, int) or frames < 0:
         raise SoundharvestError(f"frames = {frames!r}: give a non-negative integer frame budget")
+    lr_factor(lr_schedule, 0, frames)  # an unknown schedule fails before any work
     t_start = time.perf_counter()
     dev = resolve_device(device)
     n_threads = _set_threads(threads)
@@ -822,6 +860,7 @@ def train(
         "advweight": float(advweight),
         "reg": float(reg),
         "normalize": normalize,
+        "lr_schedule": lr_schedule,
         "extra": dict(metadata or {}),
     }
     if pairs is not None:
@@ -890,6 +929,7 @@ def train(
         eq_jitter=eq_jitter,
         pitch_jitter=pitch_jitter,
         bin_hz=bin_hz,
+        scheduled=lr_schedule != "constant",
     )
     stepper = Stepper(objective, compile)
     checkpoint_every = int(checkpoint_every or max(batch_size, frames // 10))
@@ -906,6 +946,7 @@ def train(
         seed=seed,
         block_rows=block_rows,
         **({} if normalize == "none" else {"normalize": normalize}),
+        **({} if lr_schedule == "constant" else {"lr_schedule": lr_schedule}),
         **(
             {}
             if pairs is None
@@ -977,6 +1018,8 @@ def train(
     t_run = t_win = time.perf_counter()
     win_start = frames_seen
     for x in reader.batches(frames_seen, frames):
+        if lr_schedule != "constant":
+            objective.set_lr_factor(lr_factor(lr_schedule, frames_seen, frames))
         if pairs is not None:
             x, src_rows = x
             # The partner draw is a function of (seed, frames seen): a resumed run draws the

@@ -33,4 +33,5 @@ run_logged(
     gain_jitter=m.get("gain_jitter", 0.0),
     eq_jitter=m.get("eq_jitter", 0.0),
     pitch_jitter=m.get("pitch_jitter", 0.0),
+    lr_schedule=m.get("lr_schedule", "constant"),
 )
