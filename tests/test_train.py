@@ -288,6 +288,24 @@ def test_cosine_schedule_decays_adam_and_a_resume_follows_the_same_curve(tmp_pat
         torch.testing.assert_close(c.state_dict()[k], v, rtol=1e-4, atol=1e-6)
 
 
+def test_a_resumed_optimiser_holds_its_learning_rate_as_it_did() -> None:
+    from soundharvest.models import build_model
+    from soundharvest.train import AeObjective
+
+    model = build_model("ae", 16, {"hidden": [8], "latent": 2}, 0)
+    objective = AeObjective(model, lr=1e-3, scheduled=True)
+    objective.set_lr_factor(0.25)
+    state = objective.state_dict()
+    # As if saved where the rate was a device tensor: it comes back a plain number on the CPU.
+    state["optimizer"]["param_groups"][0]["lr"] = torch.tensor(2.5e-4)
+    fresh = AeObjective(model, lr=1e-3, scheduled=True)
+    fresh.load_state_dict(state)
+    lr = fresh.optimizer.param_groups[0]["lr"]
+    assert isinstance(lr, float) and lr == pytest.approx(2.5e-4)
+    fresh.set_lr_factor(0.5)
+    assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
 def test_bad_arguments(tmp_path: Path) -> None:
     paths, *_ = make_templates(tmp_path / "s", n=100, d=16, k=2)
     out = _outputs(tmp_path, "x")

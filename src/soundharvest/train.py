@@ -170,7 +170,13 @@ class Objective:
         return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        held_in_tensor = [torch.is_tensor(g["lr"]) for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        # A checkpoint is read onto the CPU: the learning rate goes back to the form this
+        # optimiser holds it in (a tensor on the device for a scheduled rate on CUDA).
+        for g, as_tensor in zip(self.optimizer.param_groups, held_in_tensor, strict=True):
+            lr = float(g["lr"])
+            g["lr"] = torch.tensor(lr, device=self.device) if as_tensor else lr
         try:
             self.generator.set_state(state["generator"])
         except (RuntimeError, TypeError):
