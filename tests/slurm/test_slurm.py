@@ -94,10 +94,14 @@ def slurm(tmp_path_factory):
 
 
 def _test_config() -> dict:
-    """The tiny demo config, smaller still (two queries, one feature kind, one model, one k-means
+    """The tiny demo config, smaller still (one label, two queries, one feature kind, one model, one k-means
     chunk: each SLURM job costs seconds of start-up), with a GPU for train."""
     config = yaml.safe_load(TINY.read_text(encoding="utf-8"))
-    config["labels"] = {"flute": ["flute solo"], "organ": ["organ music"]}
+    # One label with two queries: two searches, one candidates checkpoint, so the per-video
+    # jobs go out as one group job (two checkpoints finishing in separate rounds of Snakemake
+    # 9.27's loop can give two group jobs, and then Snakemake counted the first group's jobs
+    # finished twice and stopped, exit 0, before `catalog`: seen once in this test).
+    config["labels"] = {"flute": ["flute solo", "flute music"]}
     config["features"]["kinds"] = ["stft"]
     config["models"] = {"ae": config["models"]["ae"]}
     config["evaluation"].update(max_k=[5], k_chunk=5, projections=["pca"])
@@ -229,11 +233,11 @@ def test_per_video_rules_are_grouped_into_few_sbatch_jobs(slurm_run):
     assert 1 <= ran["spectrogram"] <= n_videos, ran  # one per training video
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text(encoding="utf-8"))
     per_group = profile["group-components"]["per_video"]
-    # Each label's candidates checkpoint releases its videos into the DAG on its own, and a
-    # group job takes what is ready together (at most `per_group` videos): here 4 videos and
-    # 12 per-video jobs went out as 1-3 sbatch jobs, never one per job.
+    # The label's candidates checkpoint releases its videos into the DAG together, and a group
+    # job takes what is ready (at most `per_group` videos): here 4 videos and 12 per-video jobs
+    # went out as one sbatch job.
     assert per_group >= n_videos
-    assert 1 <= len(group_jobs) <= n_videos
+    assert len(group_jobs) == 1
     assert len(group_jobs) < sum(ran.values()) / 3
     # A group job runs at most `cores` of its jobs side by side, and asks for as many CPUs.
     for job in group_jobs:
