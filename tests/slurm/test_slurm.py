@@ -94,8 +94,8 @@ def slurm(tmp_path_factory):
 
 
 def _test_config() -> dict:
-    """The tiny demo config, smaller still (one label, two queries, one feature kind, one model, one k-means
-    chunk: each SLURM job costs seconds of start-up), with a GPU for train."""
+    """The tiny demo config, smaller still (one label, two queries, one feature kind, one model,
+    one k-means chunk: each SLURM job costs seconds of start-up), with a GPU for train."""
     config = yaml.safe_load(TINY.read_text(encoding="utf-8"))
     # One label with two queries: two searches, one candidates checkpoint, so the per-video
     # jobs go out as one group job (two checkpoints finishing in separate rounds of Snakemake
