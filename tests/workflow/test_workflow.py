@@ -45,6 +45,20 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_a_second_results_directory_keeps_its_own_logs_and_benchmarks(tmp_path):
+    # Two configs run in one working directory (results, results-best) must not overwrite each
+    # other's job logs and timings: only the default results directory writes to logs/ itself.
+    for results, sub in (("results", ""), ("results-b", "results-b/")):
+        write_config(tmp_path, tiny_config(results=results))
+        out = snakemake(tmp_path, "-n", "--until", "search", "eval_set").stdout
+        logs = re.findall(r"^\s*log: (\S+)", out, re.M)
+        benches = re.findall(r"^\s*benchmark: (\S+)", out, re.M)
+        assert f"logs/{sub}eval_set.log" in logs, logs
+        searches = [p for p in logs if p != f"logs/{sub}eval_set.log"]
+        assert searches and all(p.startswith(f"logs/{sub}search/") for p in searches), logs
+        assert benches == [f"benchmarks/{sub}eval_set.tsv"]
+
+
 def test_dry_run_has_one_download_and_convert_per_video(tmp_path):
     write_config(tmp_path, tiny_config())
     snakemake(tmp_path, "--until", "candidates")  # the searches and the checkpoint only

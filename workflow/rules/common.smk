@@ -32,10 +32,14 @@ BASELINES = ["raw", "pca"]
 # What gets a cluster -> label model: every model, and the raw features (PCA is fitted on the
 # evaluation notes themselves, so it has no training codes to name clusters with).
 PREDICTORS = MODELS + ["raw"]
-LOGS = "logs"
+# Job logs and benchmark TSVs: logs/ and benchmarks/ for the default results directory; a
+# config with its own `results` (e.g. results-best) gets its own subdirectory of each, so two
+# configs run in one working directory never overwrite each other's logs and timings.
+_RUN = "" if Path(R) == Path("results") else "/" + Path(R).name
+LOGS = f"logs{_RUN}"
 # Static inputs shipped with the workflow (found from the Snakefile, whatever the working dir).
 RESOURCES = Path(workflow.basedir) / "resources"
-BENCH = "benchmarks"
+BENCH = f"benchmarks{_RUN}"
 
 
 # ---------------------------------------------------------------- acquisition helpers
