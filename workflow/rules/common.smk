@@ -35,11 +35,11 @@ PREDICTORS = MODELS + ["raw"]
 # Job logs and benchmark TSVs: logs/ and benchmarks/ for the default results directory; a
 # config with its own `results` (e.g. results-best) gets its own subdirectory of each, so two
 # configs run in one working directory never overwrite each other's logs and timings.
-_DEFAULT_RESULTS = Path(R) == Path("results")
-LOGS = "logs" if _DEFAULT_RESULTS else f"logs/{Path(R).name}"
+_RUN = "" if Path(R) == Path("results") else Path(R).name
+LOGS = str(Path("logs", _RUN))
+BENCH = str(Path("benchmarks", _RUN))
 # Static inputs shipped with the workflow (found from the Snakefile, whatever the working dir).
 RESOURCES = Path(workflow.basedir) / "resources"
-BENCH = "benchmarks" if _DEFAULT_RESULTS else f"benchmarks/{Path(R).name}"
 
 
 # ---------------------------------------------------------------- acquisition helpers
