@@ -6,13 +6,17 @@ and a config change re-runs exactly what depends on it.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from wfutil import changed, snakemake, snapshot, tiny_config, write_config
+
+from soundharvest.synth import training_programs
 
 pytestmark = pytest.mark.workflow
 
@@ -57,6 +61,34 @@ def test_a_second_results_directory_keeps_its_own_logs_and_benchmarks(tmp_path):
         searches = [p for p in logs if p != f"logs/{sub}eval_set.log"]
         assert searches and all(p.startswith(f"logs/{sub}search/") for p in searches), logs
         assert benches == [f"benchmarks/{sub}eval_set.tsv"]
+
+
+def test_a_hard_linked_copy_judges_trained_models_on_other_notes_without_training(tiny_copy):
+    # config/overlap.yaml's recipe: hard-link a finished results folder, point a config with
+    # another evaluation set at the copy and force the evaluation set (the copy has no
+    # Snakemake metadata, so a changed parameter alone triggers nothing). Only what the notes
+    # feed may run, and the original folder must stay as it was (new outputs replace links).
+    subprocess.run(["cp", "-al", "results", "results-o"], cwd=tiny_copy, check=True)
+    original = (tiny_copy / "results/eval_set/examples.json").read_bytes()
+    config = yaml.safe_load((tiny_copy / "config.yaml").read_text())
+    config["results"] = "results-o"
+    config["eval_set"]["programs"] = "overlap"
+    write_config(tiny_copy, config)
+    assert "Nothing to be done" in snakemake(tiny_copy, "-n").stdout  # weights are up to date
+    out = snakemake(tiny_copy, "-n", "--quiet", "rules", "--forcerun", "eval_set").stdout
+    planned = set(dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))) - {"total", "count"}
+    assert {"eval_set", "eval_frames", "embed", "kmeans_sweep", "score_eval"} <= planned, out
+    data_and_models = {"search", "download", "convert", "spectrogram", "concatenate", "shuffle"}
+    assert not planned & (data_and_models | {"train", "label_clusters", "label_noise"}), out
+    snakemake(tiny_copy, "--until", "eval_set", "--forcerun", "eval_set")
+    assert (tiny_copy / "results/eval_set/examples.json").read_bytes() == original
+    programs = {
+        int(note.split("-")[0].rsplit("_", 1)[1])
+        for note in json.loads((tiny_copy / "results-o/eval_set/examples.json").read_text())
+    }
+    assert programs & training_programs(), programs  # overlap: the training programs too
+    disjoint = {int(n.split("-")[0].rsplit("_", 1)[1]) for n in json.loads(original)}
+    assert not disjoint & training_programs(), disjoint
 
 
 def test_dry_run_has_one_download_and_convert_per_video(tmp_path):
