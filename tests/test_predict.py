@@ -156,6 +156,7 @@ def test_score_eval_accuracy_and_confusion(tmp_path) -> None:
         tmp_path / "score.tsv",
         tmp_path / "confusion.png",
         tmp_path / "confusion.tsv",
+        tmp_path / "closed.tsv",
     )
     assert row["accuracy"] == pytest.approx(round(5 / 9, 4))
     assert row["balanced_accuracy"] == pytest.approx(round((1 + 1 / 3 + 0.5) / 3, 4))
@@ -167,6 +168,17 @@ def test_score_eval_accuracy_and_confusion(tmp_path) -> None:
     d = ((codes[7:9, None, :] - model.centroids[None, allowed, :]) ** 2).sum(-1)
     rescued = int((named[allowed][d.argmin(1)] == "voice").sum())
     assert row["closed_accuracy"] == pytest.approx(round((5 + rescued) / 9, 4))
+    # The closed-set matrix: rows the evaluated families, columns only evaluated families (no
+    # "(none)"); its diagonal is the closed accuracy, and the drums-blob vocal notes land on the
+    # family their nearest allowed cluster names.
+    closed = pd.read_csv(tmp_path / "closed.tsv", sep="\t").set_index("true")
+    assert list(closed.index) == ["flute", "organ", "vocal"]
+    assert set(closed.columns) <= {"flute", "organ", "vocal"}
+    assert np.trace(closed.to_numpy()) / closed.to_numpy().sum() == pytest.approx(
+        row["closed_accuracy"], abs=1e-4
+    )
+    assert closed.loc["vocal", "vocal"] == 2 + rescued
+    assert closed.loc["organ", "flute"] == 2
     conf = pd.read_csv(tmp_path / "confusion.tsv", sep="\t").set_index("true")
     assert conf.loc["vocal", NO_FAMILY] == 2 and conf.loc["organ", "flute"] == 2
     assert (tmp_path / "confusion.png").stat().st_size > 1000

@@ -743,27 +743,38 @@ def family_scores(
     return scores, conf
 
 
-def plot_confusion(conf: pd.DataFrame, path: Pathlike, title: str = "") -> None:
+def plot_confusion(
+    conf: pd.DataFrame,
+    path: Pathlike,
+    title: str = "",
+    closed: pd.DataFrame | None = None,
+    closed_title: str = "",
+) -> None:
     """Write a confusion matrix (rows: true, columns: predicted; cells: counts, colour: row
-    share) as a PNG."""
+    share) as a PNG; with ``closed``, the closed-set prediction's matrix beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    m = conf.to_numpy(dtype=float)
-    share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * m.shape[1], 1.0 + 0.6 * m.shape[0]))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    for i in range(m.shape[0]):
-        for j in range(m.shape[1]):
-            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
-                    color="white" if share[i, j] > 0.5 else "black", fontsize=8)  # fmt: skip
-    ax.set_xticks(range(m.shape[1]), conf.columns, rotation=45, ha="right")
-    ax.set_yticks(range(m.shape[0]), conf.index)
-    ax.set_xlabel("predicted family")
-    ax.set_ylabel("true family")
-    ax.set_title(title, fontsize=10)
+    panels = [(conf, title)] + ([(closed, closed_title)] if closed is not None else [])
+    width = sum(1.2 + 0.7 * c.shape[1] for c, _ in panels)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(width, 1.0 + 0.6 * conf.shape[0]), squeeze=False
+    )
+    for ax, (c, t) in zip(axes[0], panels, strict=True):
+        m = c.to_numpy(dtype=float)
+        share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
+                        color="white" if share[i, j] > 0.5 else "black", fontsize=8)  # fmt: skip
+        ax.set_xticks(range(m.shape[1]), c.columns, rotation=45, ha="right")
+        ax.set_yticks(range(m.shape[0]), c.index)
+        ax.set_xlabel("predicted family")
+        ax.set_ylabel("true family")
+        ax.set_title(t, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -778,6 +789,7 @@ def score_eval_file(
     out_tsv: Pathlike,
     out_confusion_png: Pathlike,
     out_confusion_tsv: Pathlike | None = None,
+    out_closed_confusion_tsv: Pathlike | None = None,
 ) -> dict[str, Any]:
     """Rule ``score_eval``: the family of every eval note through the label -> family map.
 
@@ -793,8 +805,11 @@ def score_eval_file(
     :param predictor_dir: the model's predictor directory.
     :param label_families_tsv: label -> NSynth family table.
     :param out_tsv: one row: kind, model, k, n_notes, accuracy, balanced_accuracy, baselines.
-    :param out_confusion_png: the confusion matrix figure.
+    :param out_confusion_png: the confusion matrices' figure (open set; closed set beside it).
     :param out_confusion_tsv: optional confusion matrix as TSV.
+    :param out_closed_confusion_tsv: optional confusion matrix of the closed-set prediction
+        (where ``closed_accuracy``'s errors go; only the ``true`` header when no cluster is
+        named after an evaluated family).
     :return: the row as a dict.
     """
     from .evaluate.nsynth import families_of, load_label_families
@@ -826,10 +841,12 @@ def score_eval_file(
     evaluated = set(true)
     cluster_family = np.array([fam[clusters.labels[i]] or "" for i in clusters.names])
     keep = np.flatnonzero(np.isin(cluster_family, sorted(evaluated)))
+    closed_conf = None
     if len(keep):
         near = nearest_centroid(codes, clusters.centroids[keep])
         closed = cluster_family[keep][near]
         closed_acc = float(np.mean(closed == np.asarray(true)))
+        _, closed_conf = family_scores(true, closed, sorted(set(true)))
     else:
         closed_acc = float("nan")  # no cluster is named after an evaluated family
     row = {
@@ -850,11 +867,18 @@ def score_eval_file(
     write_tsv(out_tsv, pd.DataFrame([row]))
     if out_confusion_tsv is not None:
         write_tsv(out_confusion_tsv, conf.reset_index())
+    if out_closed_confusion_tsv is not None:
+        empty = pd.DataFrame(columns=["true"])
+        table = closed_conf.reset_index() if closed_conf is not None else empty
+        write_tsv(out_closed_confusion_tsv, table)
     plot_confusion(
         conf,
         out_confusion_png,
         f"{row['model']} ({row['kind']}), k = {row['k']}: accuracy {row['accuracy']:.1%}, "
         f"balanced {row['balanced_accuracy']:.1%}",
+        closed=closed_conf,
+        closed_title=f"closed set ({row['closed_clusters']} clusters): "
+        f"accuracy {row['closed_accuracy']:.1%}",
     )
     log.info(
         "score_eval %s/%s: accuracy %.3f, balanced %.3f on %d notes",

@@ -48,6 +48,7 @@ rule score_eval:
             labels={"model": "{model}", "figure": "confusion matrix"},
         ),
         confusion_table=f"{R}/scores/{{kind}}/{{model}}.confusion.tsv",
+        closed_confusion_table=f"{R}/scores/{{kind}}/{{model}}.closed_confusion.tsv",
     log:
         f"{LOGS}/score_eval/{{kind}}/{{model}}.log",
     conda:
