@@ -846,7 +846,7 @@ def score_eval_file(
         near = nearest_centroid(codes, clusters.centroids[keep])
         closed = cluster_family[keep][near]
         closed_acc = float(np.mean(closed == np.asarray(true)))
-        _, closed_conf = family_scores(true, closed, sorted(set(true)))
+        _, closed_conf = family_scores(true, closed)  # rows and columns: evaluated families
     else:
         closed_acc = float("nan")  # no cluster is named after an evaluated family
     row = {
