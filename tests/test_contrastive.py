@@ -293,6 +293,59 @@ def test_same_clip_partners_in_a_batch_are_positives() -> None:
     assert float(m_shared[-1]) >= float(m_apart[-1])
 
 
+def test_positives_know_the_label_of_every_row(clips) -> None:
+    _, sources, classes = clips
+    pos = ClipPositives(sources, max_offset=3)
+    assert np.array_equal(pos.labels(np.arange(pos.n_rows)), classes)
+    assert np.array_equal(pos.labels(np.array([pos.n_rows - 1, 0])), classes[[-1, 0]])
+
+
+def test_label_weight_adds_the_loss_with_label_positives() -> None:
+    """The label term is the clip loss with the labels as the groups, added with its weight."""
+    torch.manual_seed(0)
+    model = build_model("contrastive", 16, {"hidden": [16], "latent": 4}, seed=0)
+    plain = ContrastiveObjective(model, temperature=0.1)
+    mixed = ContrastiveObjective(model, temperature=0.1, label_weight=0.5)
+    x = torch.rand(8, 2, 16)
+    noise = plain.draw(8)
+    clip_ids = torch.arange(8.0)[:, None]
+    label_ids = torch.tensor([0.0, 0, 0, 1, 1, 2, 2, 2])[:, None]
+    with torch.no_grad():
+        clip_loss, _ = plain.losses(x, torch.cat([noise, clip_ids], 1))
+        label_loss, _ = plain.losses(x, torch.cat([noise, label_ids], 1))
+        total, metrics = mixed.losses(x, torch.cat([noise, clip_ids, label_ids], 1))
+        _, distinct = mixed.losses(x, torch.cat([noise, clip_ids, clip_ids], 1))
+    assert float(label_loss) != pytest.approx(float(clip_loss), rel=1e-3)  # the labels matter
+    assert float(metrics[0]) == pytest.approx(float(clip_loss), rel=1e-6)
+    assert float(metrics[2]) == pytest.approx(float(label_loss), rel=1e-6)  # logged apart
+    assert float(total) == pytest.approx(float(clip_loss) + 0.5 * float(label_loss), rel=1e-6)
+    # one label per clip: the label term is the clip loss itself
+    assert float(distinct[2]) == pytest.approx(float(clip_loss), rel=1e-6)
+    with pytest.raises(SoundharvestError, match="label ids"):
+        mixed.losses(x, torch.cat([noise, clip_ids], 1))
+
+
+def test_label_weight_trains_on_the_rows_labels_in_the_clip_scope(clips, tmp_path: Path) -> None:
+    shards, sources, classes = clips
+    common = dict(model_type="contrastive", arch=SMALL, batch_size=128, lr=3e-3, threads=1)
+    w = tmp_path / "mix.safetensors"
+    train(
+        shards, w, tmp_path / "mix.tsv", tmp_path / "mix.png", **common, frames=12_800,
+        positives=sources, max_offset=3, label_weight=1.0,
+    )  # fmt: skip
+    net, meta = load_model(w)
+    assert meta["label_weight"] == 1.0 and meta["positive_scope"] == "clip"
+    label_loss = pd.read_csv(tmp_path / "mix.tsv", sep="\t")["critic_loss"].to_numpy()
+    assert np.isfinite(label_loss).all() and label_loss[-1] < label_loss[0] - 0.5
+    all_frames = np.concatenate([np.load(p) for p in sources]).astype(np.float32)
+    assert _purity(encode(net, all_frames), classes, 3) > 0.9
+    with pytest.raises(SoundharvestError, match="label_weight"):
+        train(
+            shards, tmp_path / "x.safetensors", tmp_path / "x.tsv", tmp_path / "x.png",
+            **common, frames=256, positives=sources, positive_scope="label", label_weight=1.0,
+        )  # fmt: skip
+
+
 def test_gain_jitter_draws_levels_in_range() -> None:
     model = build_model("contrastive", 16, {"hidden": [16], "latent": 4}, seed=0)
     off = ContrastiveObjective(model).draw(1000)

@@ -149,6 +149,10 @@ class ClipPositives:
         """The clip (``scope="label"``: the label file) of each global row, as an index."""
         return np.searchsorted(self.clip_start, np.asarray(rows, dtype=np.int64), side="right") - 1
 
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        """The input file (the query label, in the shuffle's order) of each global row."""
+        return np.searchsorted(self.offsets, np.asarray(rows, dtype=np.int64), side="right") - 1
+
     def frames(self, rows: np.ndarray) -> np.ndarray:
         """The frames of global ``rows`` as float32 ``(*rows.shape, bins)`` (rows may be the
         2-D windows of :meth:`window_rows`)."""

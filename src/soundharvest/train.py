@@ -309,6 +309,10 @@ class ContrastiveObjective(Objective):
     ``eq_jitter`` adds a random smooth curve over frequency to each anchor (a random equaliser:
     a recording's colour, its microphone, room and noise, must not solve it either);
     ``recon_weight`` (default 0) adds the autoencoder's reconstruction error of the anchors.
+    ``label_weight`` (default 0) adds, with that weight, the same loss with every pair of one
+    query label as positives (the label ids follow the clip ids in ``groups``): weak
+    supervision on top of the clip signal, reported apart. Its value is logged in the
+    ``critic_loss`` column (this objective has no critic).
     """
 
     needs_pairs = True
@@ -381,27 +385,52 @@ class ContrastiveObjective(Objective):
         z1, z2 = z[:b], z[b:]
         logits = z1 @ z2.T / tau
         if noise.shape[1] > n_draw:  # clip ids: every same-clip pair is a positive
-            groups = noise[:, n_draw]
-            pos = (groups[:, None] == groups[None, :]).float()
+            pos = same_group(noise[:, n_draw])
         else:
             pos = torch.eye(b, device=x.device)
-        n_pos = pos.sum(dim=1)  # >= 1: the diagonal
-
-        def supcon(lg: torch.Tensor) -> torch.Tensor:
-            return -(lg.log_softmax(dim=1) * pos).sum(dim=1).div(n_pos).mean()
-
-        nce = 0.5 * (supcon(logits) + supcon(logits.T))  # pos is symmetric
+        nce = supcon_loss(logits, pos)
         nan = torch.full_like(nce, float("nan"))
         if recon_weight > 0:
             recon = torch.mean(torch.square(self.model.decode(z1).float() - x[:, 0]))
         else:
             recon = nan
         total = nce + recon_weight * recon if recon_weight > 0 else nce
+        label_weight = float(self.hparams.get("label_weight", 0.0))
+        if label_weight > 0:
+            if noise.shape[1] < n_draw + 2:
+                raise SoundharvestError(
+                    "label_weight: the batch carries no label ids; train() passes them with "
+                    "positive_scope clip"
+                )
+            label_nce = supcon_loss(logits, same_group(noise[:, n_draw + 1]))
+            total = total + label_weight * label_nce
+        else:
+            label_nce = nan
         with torch.no_grad():
             # Share of frames whose closest code is a positive (its own partner, or with clip
             # ids any partner of its clip): a training accuracy.
             top1 = pos.gather(1, logits.argmax(dim=1, keepdim=True)).mean()
-        return total, torch.stack([nce.detach(), recon.detach(), nan, nan, nan, top1])
+        return total, torch.stack(
+            [nce.detach(), recon.detach(), label_nce.detach(), nan, nan, top1]
+        )
+
+
+def same_group(ids: torch.Tensor) -> torch.Tensor:
+    """``(b, b)`` float mask: 1 where two datapoints carry the same id."""
+    return (ids[:, None] == ids[None, :]).float()
+
+
+def supcon_loss(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Supervised-contrastive InfoNCE (Khosla et al. 2020) on the similarities ``logits``
+    ``(b, b)`` of two views, with the symmetric positive mask ``pos`` (the diagonal set):
+    the mean over anchors of the mean negative log-softmax of their positives, in both
+    directions (view 1 against view 2 and back)."""
+    n_pos = pos.sum(dim=1)
+
+    def one_way(lg: torch.Tensor) -> torch.Tensor:
+        return -(lg.log_softmax(dim=1) * pos).sum(dim=1).div(n_pos).mean()
+
+    return 0.5 * (one_way(logits) + one_way(logits.T))
 
 
 #: model type -> objective class (None: the model is never trained).
@@ -448,13 +477,14 @@ class Stepper:
     def step(self, x: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
         """One step on ``x``; returns the metrics vector (on the device, no sync).
 
-        :param groups: optional ``(batch,)`` ids (e.g. the clip of each pair), handed to the
-            objective as a second column of its random numbers.
+        :param groups: optional ``(batch,)`` or ``(batch, n)`` ids (e.g. the clip, then the
+            label of each pair), handed to the objective as the last columns of its random
+            numbers.
         """
         obj = self.objective
         noise = obj.draw(x.shape[0])
         if groups is not None:
-            noise = torch.cat([noise, groups.reshape(-1, 1).to(noise.dtype)], dim=1)
+            noise = torch.cat([noise, groups.reshape(x.shape[0], -1).to(noise.dtype)], dim=1)
         if self.mode == "cudagraph" and not self._graph_failed:
             if self._graph is None and x.shape[0] >= 2:
                 self._capture(x, noise)
@@ -742,6 +772,7 @@ def train(
     eq_jitter: float = 0.0,
     pitch_jitter: float = 0.0,
     lr_schedule: str = "constant",
+    label_weight: float = 0.0,
 ) -> dict[str, Any]:
     """Train one model on the shuffled shards for exactly ``frames`` frames.
 
@@ -791,6 +822,8 @@ def train(
         +-``pitch_jitter`` semitones (:func:`pitch_shift`; needs the feature kind in metadata).
     :param lr_schedule: ``constant`` (the thesis) or ``cosine`` (decay to 0 over the budget,
         :func:`lr_factor`).
+    :param label_weight: ``contrastive`` with ``positive_scope`` ``clip``: weight of an added
+        loss whose positives are all pairs of one query label (weak supervision; 0: none).
     :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
     """
     if model_type not in OBJECTIVES:
@@ -846,6 +879,11 @@ def train(
                 "concatenate files the shuffle read (positives)"
             )
         pairs = ClipPositives(positives, max_offset, positive_scope)
+        if label_weight and positive_scope != "clip":
+            raise SoundharvestError(
+                f"label_weight = {label_weight} adds label positives to the clip scope's; with "
+                f"positive_scope {positive_scope!r} the labels decide already: set one of them"
+            )
         reader = ShardReader(
             shard_paths,
             batch_size,
@@ -878,6 +916,7 @@ def train(
             gain_jitter=float(gain_jitter),
             eq_jitter=float(eq_jitter),
             pitch_jitter=float(pitch_jitter),
+            **({"label_weight": float(label_weight)} if label_weight else {}),
         )
     title = f"{model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
     log.info(
@@ -934,6 +973,7 @@ def train(
         gain_jitter=gain_jitter,
         eq_jitter=eq_jitter,
         pitch_jitter=pitch_jitter,
+        label_weight=label_weight,
         bin_hz=bin_hz,
         scheduled=lr_schedule != "constant",
     )
@@ -966,6 +1006,7 @@ def train(
                     *([gain_jitter] if gain_jitter else []),
                     *([["eq", eq_jitter]] if eq_jitter else []),
                     *([["pitch", pitch_jitter]] if pitch_jitter else []),
+                    *([["label", label_weight]] if label_weight else []),
                 ]
             }
         ),
@@ -1040,7 +1081,11 @@ def train(
             partner = pairs.frames(partner_rows)
             x = torch.stack([x, torch.from_numpy(partner).to(dev, non_blocking=True)], dim=1)
             # Clip ids as float32 are exact below 2^24 clips.
-            groups = torch.from_numpy(pairs.groups(rows_np).astype(np.float32)).to(dev)
+            groups = torch.from_numpy(pairs.groups(rows_np).astype(np.float32))
+            if label_weight:  # the label of each pair beside its clip
+                labels = torch.from_numpy(pairs.labels(rows_np).astype(np.float32))
+                groups = torch.stack([groups, labels], dim=1)
+            groups = groups.to(dev)
             metrics = stepper.step(x, groups)
         else:
             metrics = stepper.step(x)

@@ -34,4 +34,5 @@ run_logged(
     eq_jitter=m.get("eq_jitter", 0.0),
     pitch_jitter=m.get("pitch_jitter", 0.0),
     lr_schedule=m.get("lr_schedule", "constant"),
+    label_weight=m.get("label_weight", 0.0),
 )
