@@ -20,6 +20,7 @@ from soundharvest.train import (
     eq_basis,
     load_model,
     pitch_shift,
+    supervision,
     train,
 )
 
@@ -323,6 +324,16 @@ def test_label_weight_adds_the_loss_with_label_positives() -> None:
     assert float(distinct[2]) == pytest.approx(float(clip_loss), rel=1e-6)
     with pytest.raises(SoundharvestError, match="label ids"):
         mixed.losses(x, torch.cat([noise, clip_ids], 1))
+
+
+def test_supervision_says_which_settings_use_the_query_labels() -> None:
+    clip = {"type": "contrastive", "positive_scope": "clip"}
+    assert supervision(clip) == "none"
+    assert supervision({**clip, "label_weight": 0.0}) == "none"
+    assert supervision({**clip, "label_weight": 0.5}) == "weak"
+    assert supervision({"type": "contrastive", "positive_scope": "label"}) == "weak"
+    assert supervision({"type": "acai", "positive_scope": "label"}) == "none"  # no pairs
+    assert supervision({"type": "random"}) == "none"
 
 
 def test_label_weight_trains_on_the_rows_labels_in_the_clip_scope(clips, tmp_path: Path) -> None:

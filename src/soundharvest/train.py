@@ -62,6 +62,17 @@ COMPILE_MODES = ("auto", "eager", "compile", "reduce-overhead", "cudagraph")
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def supervision(settings: Mapping[str, Any]) -> str:
+    """What a model's training uses beyond the audio, from its settings (a ``models`` entry):
+    ``weak`` when the query labels decide positives (``contrastive`` with ``positive_scope``
+    ``label`` or a ``label_weight`` above 0), else ``none`` (self-supervised or untrained).
+    Report ``weak`` models apart: they are no longer unsupervised."""
+    if settings.get("type") != "contrastive":
+        return "none"
+    label_scope = settings.get("positive_scope", "clip") == "label"
+    return "weak" if label_scope or float(settings.get("label_weight") or 0) > 0 else "none"
+
+
 def lr_factor(schedule: str, seen: int, total: int) -> float:
     """The learning rate's multiplier after ``seen`` of ``total`` datapoints.
 

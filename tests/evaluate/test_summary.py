@@ -69,6 +69,32 @@ def test_summary_groups_seeds_and_gives_their_spread(tmp_path):
     assert np.isnan(by.loc["raw", "nmi@k=4_std"])
 
 
+def test_weakly_supervised_models_are_marked_in_both_tables(tmp_path):
+    nmi = {"mix-s0": 0.3, "mix-s1": 0.5, "clip-s0": 0.4, "clip-s1": 0.4, "raw": 0.2}
+    files = {("stft", m): _sweep(tmp_path, m, v) for m, v in nmi.items()}
+    summary = summary_file(
+        {key: f[0] for key, f in files.items()},
+        {key: f[1] for key, f in files.items()},
+        tmp_path / "summary.tsv",
+        4,
+        instances={m: tuple(m.split("-s")) for m in nmi if m != "raw"},
+        by_model_tsv=tmp_path / "by_model.tsv",
+        supervision={"mix-s0": "weak", "mix-s1": "weak", "clip-s0": "none", "clip-s1": "none"},
+    )
+    assert list(summary["supervision"]) == ["weak", "weak", "none", "none", "none"]
+    by = pd.read_csv(tmp_path / "by_model.tsv", sep="\t").set_index("model")
+    assert by["supervision"].to_dict() == {"mix": "weak", "clip": "none", "raw": "none"}
+    assert by.loc["mix", "nmi@k=4"] == pytest.approx(0.4)
+    # without the mapping (older callers) the tables have no such column
+    plain = summary_file(
+        {key: f[0] for key, f in files.items()},
+        {key: f[1] for key, f in files.items()},
+        tmp_path / "plain.tsv",
+        4,
+    )
+    assert "supervision" not in plain
+
+
 def test_summarize_seeds_keeps_kinds_apart():
     summary = pd.DataFrame(
         {

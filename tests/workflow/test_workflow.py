@@ -185,6 +185,7 @@ def test_training_seeds_give_one_model_per_seed_and_a_spread(tiny_copy):
     assert rows.loc["ae-s4", "base_model"] == "ae" and rows.loc["ae-s4", "seed"] == 4
     by = pd.read_csv(tiny_copy / "results" / "summary_by_model.tsv", sep="\t").set_index("model")
     assert by.loc["ae", "n_seeds"] == 2 and by.loc["raw", "n_seeds"] == 0
+    assert set(by["supervision"]) == {"none"}  # no model here uses the query labels
     both = rows.loc[["ae-s3", "ae-s4"], "nmi@k=2"]
     assert by.loc["ae", "nmi@k=2"] == pytest.approx(both.mean(), abs=1e-4)
     assert by.loc["ae", "nmi@k=2_std"] == pytest.approx(both.std(ddof=1), abs=1e-4)

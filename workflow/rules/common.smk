@@ -144,6 +144,7 @@ def candidate_of(video_id):
 
 from soundharvest.features import n_bins
 from soundharvest.models import context_span
+from soundharvest.train import supervision
 
 
 def feature_params(kind):

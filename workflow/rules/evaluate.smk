@@ -237,5 +237,6 @@ rule summary:
         n_families=len(config["eval_set"]["families"]),
         max_k=config["evaluation"]["max_k"],
         instances={m: (base_model(m), model_params(m)["seed"]) for m in MODELS},
+        supervision={m: supervision(model_params(m)) for m in MODELS},
     script:
         "../scripts/summary.py"

@@ -17,4 +17,5 @@ run_logged(
     score_tsvs=list(snakemake.input.scores),
     instances=snakemake.params.instances,
     by_model_tsv=snakemake.output.by_model,
+    supervision=snakemake.params.supervision,
 )

@@ -201,6 +201,7 @@ def summary_file(
     score_tsvs: Sequence[Pathlike] = (),
     instances: Mapping[str, tuple[str, int]] | None = None,
     by_model_tsv: Pathlike | None = None,
+    supervision: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per (kind, model): metrics at k = number of families and at each elbow, and,
     from ``score_tsvs`` (:func:`soundharvest.predict.score_eval_file`), the accuracy of the
@@ -211,6 +212,9 @@ def summary_file(
         group with no seed.
     :param by_model_tsv: where to write :func:`summarize_seeds` of the table (mean, standard
         deviation and number of seeds per configured model); None: not written.
+    :param supervision: model (instance) -> what its training used beyond the audio
+        (:func:`soundharvest.train.supervision`: ``none`` or ``weak``, the query labels); a
+        ``supervision`` column when given (models not named in it, the baselines: ``none``).
     """
     instances = dict(instances or {})
     rows = []
@@ -220,6 +224,8 @@ def summary_file(
         row: dict[str, Any] = {
             "kind": kind, "model": model, "base_model": base, "seed": seed, "n_points": None
         }  # fmt: skip
+        if supervision is not None:
+            row["supervision"] = supervision.get(model, "none")
         at = _row_at(table, n_families)
         for metric in METRICS:
             col = f"{labeling}_{metric}"
@@ -260,7 +266,7 @@ SEED_METRICS = ("purity", "nmi", "ari")
 def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean and sample standard deviation over training seeds, per (kind, configured model).
 
-    Columns: ``kind, model, n_seeds``, then ``<metric>`` and ``<metric>_std`` for purity, NMI
+    Columns: ``kind, model, n_seeds`` (and ``supervision`` where the table has it), then ``<metric>`` and ``<metric>_std`` for purity, NMI
     and ARI at k = number of families, their means over k <= 100, and the accuracy of the
     cluster -> label model (where scored). A model with one seed (or a baseline) has std NaN:
     a spread needs at least two runs.
@@ -277,6 +283,8 @@ def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
             "model": base,
             "n_seeds": int(grp["seed"].notna().sum()),
         }
+        if "supervision" in grp:
+            row["supervision"] = grp["supervision"].iloc[0]
         for c in cols:
             vals = pd.to_numeric(grp[c], errors="coerce").dropna()
             row[c] = round(float(vals.mean()), 4) if len(vals) else None
