@@ -266,10 +266,10 @@ SEED_METRICS = ("purity", "nmi", "ari")
 def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean and sample standard deviation over training seeds, per (kind, configured model).
 
-    Columns: ``kind, model, n_seeds`` (and ``supervision`` where the table has it), then ``<metric>`` and ``<metric>_std`` for purity, NMI
-    and ARI at k = number of families, their means over k <= 100, and the accuracy of the
-    cluster -> label model (where scored). A model with one seed (or a baseline) has std NaN:
-    a spread needs at least two runs.
+    Columns: ``kind, model, n_seeds`` (and ``supervision`` where the table has it), then
+    ``<metric>`` and ``<metric>_std`` for purity, NMI and ARI at k = number of families, their
+    means over k <= 100, and the accuracy of the cluster -> label model (where scored). A model
+    with one seed (or a baseline) has std NaN: a spread needs at least two runs.
     """
     at = [c for c in summary.columns if c.startswith(tuple(f"{m}@k=" for m in SEED_METRICS))]
     at = [c for c in at if "<=" not in c]
