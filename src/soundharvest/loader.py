@@ -160,7 +160,7 @@ class ClipPositives:
         if rows.ndim != 1:
             flat = self.frames(rows.reshape(-1))
             return flat.reshape(*rows.shape, flat.shape[-1])
-        src = np.searchsorted(self.offsets, rows, side="right") - 1
+        src = self.labels(rows)  # the input file of each row
         out = np.empty((len(rows), self.arrays[0].shape[1]), dtype=np.float32)
         for i in np.unique(src):
             sel = np.flatnonzero(src == i)
