@@ -24,7 +24,6 @@ from soundharvest.predict import (
     label_clusters_file,
     name_clusters,
     score_eval_file,
-    summarize_frames,
 )
 from soundharvest.train import train
 
@@ -115,18 +114,6 @@ def test_elbow_choice_finds_the_blob_count() -> None:
     assert list(table["k"]) == list(range(2, 13))
     with pytest.raises(SoundharvestError, match="label_clusters.k"):
         fit_clusters(X, y, ["a", "b", "c", "d"], k="knee")
-
-
-def test_summarize_frames_share_runner_up_and_timeline() -> None:
-    # 0.5 s hops: seconds 0 and 1 hold two frames each, second 2 one.
-    res = summarize_frames(np.array([1, 1, 0, 1, 2]), ["a", "b", "c"], 0.5)
-    assert res["label"] == "b" and res["share"] == pytest.approx(0.6)
-    assert res["runner_up"] == "a" and res["runner_up_share"] == pytest.approx(0.2)
-    assert [(t["start"], t["label"], t["share"]) for t in res["timeline"]] == [
-        (0, "b", 1.0),
-        (1, "a", 0.5),  # tie a/b in second 1: a is listed first
-        (2, "c", 1.0),
-    ]
 
 
 # ------------------------------------------------------------------------- scoring
@@ -283,18 +270,25 @@ def test_predict_cli_labels_held_out_clips(trained) -> None:
     doc = json.loads(proc.stdout)
     assert doc["kind"] == "stft" and doc["model"] == "tiny"
     got = {Path(r["file"]).stem: r for r in doc["results"]}
+    assert doc["labels"] == ["flute", "organ"] and doc["temperature"] == 1.0
+    assert doc["calibrated"] is False
     for label in ("flute", "organ"):
         r = got[label]
-        assert r["label"] == label, r
-        assert r["share"] > 0.5 and r["share"] + r["runner_up_share"] <= 1.0 + 1e-9
+        assert r["answer"] == r["label"] == label, r
+        probs = r["probabilities"]
+        assert list(probs)[0] == label and sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+        assert r["confidence"] == probs[label] > 0.5
+        assert 0 < r["voiced_frames"] <= r["n_frames"]
         assert len(r["timeline"]) == int(np.ceil(r["seconds"]))
+        assert all(set(t) >= {"start", "end", "answer", "probabilities"} for t in r["timeline"])
     text = run_cli(trained["root"] / "raw", held["organ"], "--frames")
     assert text.returncode == 0, text.stderr
     first, *timeline = text.stdout.strip().splitlines()
-    assert first.startswith(f"{held['organ']}: organ ") and "frames" in first
+    assert first.startswith(f"{held['organ']}: organ ") and "frames voiced" in first
+    assert "uncalibrated" in first and not text.stderr
     import re
 
-    spans = [re.fullmatch(r"\s+(\d+)-(\d+) s\s+(\w+)\s+(\d+)%", t) for t in timeline]
+    spans = [re.match(r"\s+(\d+)-(\d+) s\s+(\w+) ([\d.]+)%", t) for t in timeline]
     assert all(spans), timeline
     assert [int(m[1]) for m in spans] == list(range(len(timeline))) and len(timeline) >= 3
     assert {m[3] for m in spans} <= {"flute", "organ"}
@@ -353,3 +347,58 @@ def test_label_clusters_rejects_other_kind_shards(trained, tmp_path) -> None:
             k=2,
             features={"kind": "mel", "params": {}, "sample_rate": 16000},
         )
+
+
+def test_predictor_answers_silent_and_rejects_nan_and_too_short_audio(trained, tmp_path) -> None:
+    import soundfile as sf
+
+    pred = Predictor.load(trained["root"] / "pred")
+    quiet = np.random.default_rng(0).normal(0, 10 ** (-75 / 20), 3 * 16000)  # -75 dBFS hiss
+    for x in (np.zeros(3 * 16000), quiet):
+        res = pred.predict_samples(x)
+        assert res["answer"] == "silent" and res["voiced_frames"] == 0
+        assert res["probabilities"] == {} and res["label"] is None
+        assert {t["answer"] for t in res["timeline"]} == {"silent"} and len(res["timeline"]) == 3
+    # Silence before music does not vote: only the voiced frames decide.
+    music = sf.read(_wav_of(trained["held"]["organ"], tmp_path))[0]
+    padded = np.concatenate([np.zeros(2 * 16000), music])
+    res = pred.predict_samples(padded)
+    assert res["answer"] == "organ" and res["voiced_frames"] < res["n_frames"]
+    assert res["timeline"][0]["answer"] == "silent"  # (second 1's last frame hears the music)
+    # NaN or infinite samples, and audio shorter than one frame: one line naming the file.
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    short = tmp_path / "short.wav"
+    sf.write(short, music[:480].astype(np.float32), 16000)  # 30 ms < n_fft 1024 samples
+    for path, why in ((nan, "NaN or infinite"), (short, "shorter than one datapoint")):
+        with pytest.raises(SoundharvestError, match=why) as e:
+            pred.predict_file(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def _wav_of(path: Path, tmp_path: Path) -> Path:
+    from soundharvest.audio import decode, write_wav_file
+
+    out = tmp_path / (path.stem + ".wav")
+    write_wav_file(out, decode(path, 16000))
+    return out
+
+
+def test_calibration_sets_probabilities_and_unknown(trained, tmp_path) -> None:
+    import shutil
+
+    d = tmp_path / "pred"
+    shutil.copytree(trained["root"] / "pred", d)
+    held = trained["held"]["flute"]
+    raw = Predictor.load(d).predict_file(held)
+    assert raw["calibrated"] is False and raw["answer"] == "flute"
+    # A softer temperature and a threshold above this clip's calibrated confidence.
+    write_json(d / "calibration.json", {"temperature": 4.0, "threshold": 0.999})
+    pred = Predictor.load(d)
+    soft = pred.predict_file(held)
+    assert soft["calibrated"] is True and soft["label"] == "flute"
+    assert 0.5 < soft["confidence"] < raw["confidence"]  # a higher temperature: less sure
+    assert soft["answer"] == "unknown"
+    write_json(d / "calibration.json", {"temperature": 4.0})
+    with pytest.raises(SoundharvestError, match="threshold"):
+        Predictor.load(d)

@@ -44,8 +44,15 @@ def decode(
     sample_rate: int = SAMPLE_RATE,
     max_seconds: float | None = None,
     ffmpeg: str | None = None,
+    sample_format: str = "s16",
 ) -> np.ndarray:
-    """Decode any file ffmpeg reads to mono float32 in [-1, 1] at ``sample_rate``."""
+    """Decode any file ffmpeg reads to mono float32 in [-1, 1] at ``sample_rate``.
+
+    :param sample_format: what ffmpeg hands over: ``s16`` (16-bit PCM, the convert stage's
+        format) or ``f32`` (32-bit float, which keeps a float file's NaN and infinite samples
+        visible instead of clipping them to full scale)."""
+    if sample_format not in ("s16", "f32"):
+        raise SoundharvestError(f"decode: sample_format = {sample_format!r}: use s16 or f32")
     cmd = [
         ffmpeg or ffmpeg_exe(),
         "-nostdin",
@@ -57,12 +64,15 @@ def decode(
     ]
     if max_seconds:
         cmd += ["-t", f"{max_seconds:.3f}"]
-    cmd += ["-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+    fmt = "s16le" if sample_format == "s16" else "f32le"
+    cmd += ["-vn", "-ac", "1", "-ar", str(sample_rate), "-f", fmt, "-acodec", f"pcm_{fmt}", "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         reason = msg[-1] if msg else f"ffmpeg exit status {proc.returncode}"
         raise SoundharvestError(f"{path}: cannot decode audio ({reason})")
+    if sample_format == "f32":
+        return np.frombuffer(proc.stdout, dtype="<f4").copy()
     return np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32) / 32768.0
 
 

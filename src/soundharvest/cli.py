@@ -201,7 +201,7 @@ COMMANDS: dict[
 
 _HELP = {
     "inspect": "describe a .npy file: shape, dtype, label counts, a frame as a picture",
-    "predict": "label audio files with a predictor directory (label, share, runner-up)",
+    "predict": "name the instrument of audio files (calibrated probabilities, unknown, silent)",
 }
 
 

@@ -220,6 +220,25 @@ def _frames_view(padded: np.ndarray, n_fft: int, hop: int, n: int) -> np.ndarray
     )
 
 
+def frame_rms_db(
+    samples: np.ndarray, kind: str, params: dict[str, Any] | None = None, floor_db: float = -200.0
+) -> np.ndarray:
+    """Level of every frame :func:`compute_features` makes of ``samples``, in dBFS RMS (the
+    same ``n_fft`` samples around each frame centre, zero-padded as the features are), so that
+    a frame's loudness is known even though the features are scaled to the file's loudest."""
+    p = make_params(kind, params)
+    y = np.asarray(samples, dtype=np.float32)
+    n = n_frames(len(y), p.hop_length, p.n_fft, p.center)
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    pad = p.n_fft // 2 if p.center else 0
+    padded = np.zeros(len(y) + 2 * pad, dtype=np.float32)
+    padded[pad : pad + len(y)] = y
+    frames = _frames_view(padded, p.n_fft, p.hop_length, n)
+    ms = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / p.n_fft
+    return np.maximum(10.0 * np.log10(np.maximum(ms, 1e-30)), floor_db).astype(np.float32)
+
+
 def compute_features(
     samples: np.ndarray, sample_rate: int, kind: str, params: dict[str, Any] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -78,6 +78,7 @@ class ClipPositives:
         starts, stops = [], []
         offset = 0
         clip_spans: list[tuple[int, int]] = []  # every clip's global rows, whatever the scope
+        clip_ids: list[str] = []  # the video id of each of those clips
         for src in sources:
             src = Path(src)
             a = load_npy(src)
@@ -91,6 +92,7 @@ class ClipPositives:
 
             spans = read_index(index)
             clip_spans += [(offset + first, offset + first + n) for _vid, first, n in spans]
+            clip_ids += [str(vid) for vid, _first, _n in spans]
             if scope == "label":  # one span: the whole label file
                 spans = [("", 0, a.shape[0])] if a.shape[0] else []
             for _vid, first, n in spans:
@@ -108,7 +110,26 @@ class ClipPositives:
         self.clip_start = np.asarray(starts, dtype=np.int64)[order]
         self.clip_stop = np.asarray(stops, dtype=np.int64)[order]
         self.n_rows = int(offset)
-        self._clip_spans = np.asarray(sorted(clip_spans), dtype=np.int64).reshape(-1, 2)
+        by_start = sorted(range(len(clip_spans)), key=lambda i: clip_spans[i])
+        self._clip_spans = np.asarray([clip_spans[i] for i in by_start], dtype=np.int64).reshape(
+            -1, 2
+        )
+        self.clip_video_ids = [clip_ids[i] for i in by_start]
+        self._held_out: dict[float, np.ndarray] = {}
+
+    def held_out(self, rows: np.ndarray, share: float) -> np.ndarray:
+        """Whether each global row lies in a clip held out of label-supervised training
+        (:func:`soundharvest.calibrate.held_out`: a fixed ``share`` of the clips by video id,
+        the clips the predictor is calibrated on)."""
+        from .calibrate import held_out
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if share <= 0:
+            return np.zeros(rows.shape, dtype=bool)
+        if share not in self._held_out:
+            self._held_out[share] = held_out(self.clip_video_ids, share)
+        clip = np.searchsorted(self._clip_spans[:, 0], rows, side="right") - 1
+        return self._held_out[share][np.clip(clip, 0, None)]
 
     def window_rows(self, rows: np.ndarray, frames: int, stride: int = 1) -> np.ndarray:
         """Global rows ``(n, frames)`` of the window of ``frames`` frames, ``stride`` apart,

@@ -101,7 +101,8 @@ def resolve_arch(arch: Mapping[str, Any] | str) -> dict[str, Any]:
         raise SoundharvestError(
             f"architecture.frontend = {out['frontend']!r}: use one of {', '.join(FRONTENDS)}"
         )
-    allowed = set(_ARCH_DEFAULTS) | {"hidden", "latent"}
+    # "classes": the label names of a classifier's head, set by the training loop.
+    allowed = set(_ARCH_DEFAULTS) | {"hidden", "latent", "classes"}
     if out["frontend"] == "logconv":
         out = {**LOGCONV_DEFAULTS, **out}
         allowed |= set(LOGCONV_DEFAULTS)
@@ -486,6 +487,42 @@ class ACAI(nn.Module):
         return self.autoencoder(x)
 
 
+class Classifier(nn.Module):
+    """The weak recogniser: an encoder and a linear head over the query labels.
+
+    The encoder is an :class:`Autoencoder`'s (any front end, single frames or windows; its
+    decoder is unused), so every stage that encodes (embedding, probes, k-means) treats it like
+    the other models; the head maps its code to one logit per label of ``arch["classes"]``.
+    """
+
+    def __init__(self, in_dim: int, arch: Mapping[str, Any]) -> None:
+        super().__init__()
+        classes = arch.get("classes")
+        if not classes or len(classes) < 2:
+            raise SoundharvestError(
+                "classifier: architecture.classes must list the >= 2 labels of the head "
+                "(the training loop sets it from the label files)"
+            )
+        self.autoencoder = Autoencoder(in_dim, arch)
+        self.in_dim = self.autoencoder.in_dim
+        self.latent_dim = self.autoencoder.latent_dim
+        self.classes = [str(c) for c in classes]
+        self.head = nn.Linear(self.latent_dim, len(self.classes))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's codes (the head's input)."""
+        return self.autoencoder.encode(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """One logit per label of every datapoint."""
+        return self.head(self.encode(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(z, logits)``."""
+        z = self.encode(x)
+        return z, self.head(z)
+
+
 #: model type -> builder(in_dim, arch) -> module with ``encode(x)`` and ``forward(x) -> (z, x_hat)``
 MODEL_TYPES: dict[str, Callable[[int, dict[str, Any]], nn.Module]] = {}
 
@@ -526,9 +563,14 @@ def _build_contrastive(in_dim: int, arch: dict[str, Any]) -> nn.Module:
     return Autoencoder(in_dim, arch, l2_codes=True)
 
 
+@register_model("classifier")
+def _build_classifier(in_dim: int, arch: dict[str, Any]) -> nn.Module:
+    return Classifier(in_dim, arch)
+
+
 #: Model types that take windows of several frames (``architecture.context`` > 1): those that
 #: do not reconstruct their input (the decoder mirrors a single frame).
-CONTEXT_TYPES = ("random", "contrastive")
+CONTEXT_TYPES = ("random", "contrastive", "classifier")
 
 
 def autoencoder_of(model: nn.Module) -> Autoencoder:

@@ -46,6 +46,7 @@ PREDICTOR_FORMAT = "soundharvest-predictor"
 PREDICTOR_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 CLUSTERS_NAME = "clusters.npz"
+HEAD_NAME = "head.npz"
 META_NAME = "meta.json"
 
 #: Rows per block when assigning points to centroids: 8192 x k float32 distances stay a few MB.
@@ -201,6 +202,21 @@ class ClusterLabelModel:
         """Label id and cluster confidence (majority share) of every code."""
         a = self.assign(codes)
         return self.names[a], self.shares[a]
+
+    def log_probs(self, codes: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+        """``(n, n_labels)``: the log of each code's nearest cluster's label histogram,
+        Laplace-smoothed by ``alpha`` (a cluster without points gives every label alike)."""
+        smoothed = self.counts + float(alpha)
+        logp = np.log(smoothed / smoothed.sum(axis=1, keepdims=True))
+        return logp[self.assign(codes)]
+
+    def closed_predict(self, codes: np.ndarray, allowed: Sequence[int]) -> np.ndarray:
+        """The label of each code's nearest cluster among those named after an ``allowed``
+        label id (-1 for every code when no cluster is)."""
+        keep = np.flatnonzero(np.isin(self.names, np.asarray(list(allowed), dtype=np.int64)))
+        if not len(keep):
+            return np.full(len(codes), -1, dtype=np.int64)
+        return self.names[keep][nearest_centroid(codes, self.centroids[keep])]
 
     def save(self, path: Pathlike) -> None:
         """Write ``clusters.npz`` (plain arrays, no pickle) atomically."""
@@ -367,21 +383,127 @@ def _check_features(features: Mapping[str, Any], where: str) -> dict[str, Any]:
     }
 
 
+class HeadLabelModel:
+    """The weak recogniser's head as a label model: ``logits = codes @ weight.T + bias``.
+
+    Saved as ``head.npz`` (``weight`` (n_labels, d), ``bias`` (n_labels,), ``labels``), so that
+    scoring codes needs no torch. It answers the same questions as :class:`ClusterLabelModel`.
+    """
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, labels: Sequence[str]) -> None:
+        self.weight = np.asarray(weight, dtype=np.float32)
+        self.bias = np.asarray(bias, dtype=np.float32)
+        self.labels = [str(x) for x in labels]
+        if self.weight.shape != (len(self.labels), self.weight.shape[-1]) or self.bias.shape != (
+            len(self.labels),
+        ):
+            raise SoundharvestError(
+                f"head: weight {self.weight.shape}, bias {self.bias.shape} and "
+                f"{len(self.labels)} labels do not fit together"
+            )
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the codes the head reads."""
+        return int(self.weight.shape[1])
+
+    @property
+    def k(self) -> int:
+        """Number of outputs (one per label)."""
+        return len(self.labels)
+
+    @property
+    def cluster_names(self) -> list[str]:
+        """Each output's label (one per label; the clusters' counterpart)."""
+        return list(self.labels)
+
+    def logits(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes, dtype=np.float32)
+        if codes.ndim != 2 or codes.shape[1] != self.dim:
+            raise SoundharvestError(
+                f"codes: shape {codes.shape}, the head expects (n, {self.dim}); "
+                "use codes of the model the head belongs to"
+            )
+        return codes @ self.weight.T + self.bias
+
+    def log_probs(self, codes: np.ndarray) -> np.ndarray:
+        """``(n, n_labels)`` log-softmax of the head's logits."""
+        z = self.logits(codes).astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    def predict(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Label id and softmax probability of the best label of every code."""
+        lp = self.log_probs(codes)
+        ids = lp.argmax(axis=1)
+        return ids.astype(np.int64), np.exp(lp[np.arange(len(lp)), ids])
+
+    def closed_predict(self, codes: np.ndarray, allowed: Sequence[int]) -> np.ndarray:
+        """The best label among ``allowed`` label ids of every code."""
+        allowed = np.asarray(list(allowed), dtype=np.int64)
+        return allowed[self.logits(codes)[:, allowed].argmax(axis=1)]
+
+    def save(self, path: Pathlike) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, weight=self.weight, bias=self.bias, labels=np.array(self.labels, str))
+
+    @classmethod
+    def load(cls, path: Pathlike) -> HeadLabelModel:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(z["weight"], z["bias"], [str(x) for x in z["labels"]])
+        except FileNotFoundError:
+            raise SoundharvestError(f"{path}: head file not found") from None
+        except (KeyError, ValueError, OSError) as e:
+            raise SoundharvestError(
+                f"{path}: not a head file ({e}); re-run the label_clusters stage"
+            ) from None
+
+
+def load_label_model(directory: Pathlike, meta: Mapping[str, Any]) -> Any:
+    """The label model of a predictor directory: the weak recogniser's head (``head.npz``) or
+    the named clusters (``clusters.npz``), as ``meta.json``'s ``label_model`` says."""
+    d = Path(directory)
+    if meta.get("label_model", "clusters") == "head":
+        return HeadLabelModel.load(d / HEAD_NAME)
+    return ClusterLabelModel.load(d / CLUSTERS_NAME)
+
+
+#: The predictor's default silence threshold (the convert stage's default), dBFS RMS per frame.
+SILENCE_DBFS = -60.0
+
+
 class Predictor:
-    """An encoder (trained weights, or the identity for the raw baseline), named clusters and the
-    feature spec: everything needed to label new audio. Load with :meth:`load`."""
+    """An encoder (trained weights, or the identity for the raw baseline), a label model (named
+    clusters, or the weak recogniser's head), the feature spec and, once the ``calibrate``
+    stage has run, a temperature and an ``unknown`` threshold: everything needed to label new
+    audio honestly. Load with :meth:`load`.
+
+    A file's answer: frames quieter than the silence threshold do not vote (no frame above it:
+    ``silent``); every other frame gives one log-probability per label (the head's log-softmax,
+    or the Laplace-smoothed label histogram of its nearest cluster); the file's probabilities
+    are ``softmax(mean log-probability / T)``; below the threshold the answer is ``unknown``.
+    """
 
     def __init__(
         self,
-        clusters: ClusterLabelModel,
+        label_model: Any,
         features: Mapping[str, Any],
         model: Any = None,
         meta: Mapping[str, Any] | None = None,
+        calibration: Mapping[str, Any] | None = None,
     ) -> None:
-        self.clusters = clusters
+        self.label_model = label_model
         self.features = dict(features)
         self.model = model
         self.meta = dict(meta or {})
+        self.calibration = dict(calibration) if calibration else None
+        self.silence_dbfs = float(self.meta.get("silence_dbfs", SILENCE_DBFS))
+
+    @property
+    def clusters(self) -> Any:
+        """The label model (kept under its first name: named clusters or the head)."""
+        return self.label_model
 
     @property
     def kind(self) -> str:
@@ -391,7 +513,19 @@ class Predictor:
     @property
     def labels(self) -> list[str]:
         """The label names."""
-        return self.clusters.labels
+        return self.label_model.labels
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.features["sample_rate"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration["temperature"]) if self.calibration else 1.0
+
+    @property
+    def threshold(self) -> float:
+        return float(self.calibration["threshold"]) if self.calibration else 0.0
 
     @property
     def hop_seconds(self) -> float:
@@ -401,16 +535,34 @@ class Predictor:
         p = make_params(self.kind, self.features.get("params"))
         return p.hop_length / float(self.features["sample_rate"])
 
+    @property
+    def min_samples(self) -> int:
+        """The shortest signal that holds one datapoint: a frame's ``n_fft`` samples, and for a
+        model with context the whole window (``(span - 1) * hop + n_fft``)."""
+        from .features import make_params
+        from .models import context_of, context_span
+
+        p = make_params(self.kind, self.features.get("params"))
+        span = context_span(*context_of(self.model)) if self.model is not None else 1
+        return int(p.n_fft + (span - 1) * p.hop_length)
+
     @classmethod
     def load(
-        cls, directory: Pathlike, device: str = "cpu", expect_kind: str | None = None
+        cls,
+        directory: Pathlike,
+        device: str = "cpu",
+        expect_kind: str | None = None,
+        calibrated: bool = True,
     ) -> Predictor:
         """Load a predictor directory (see the module doc), checking that its parts agree.
 
         :param directory: e.g. ``results/predictor/stft/acai``.
         :param device: torch device of the encoder.
         :param expect_kind: if given, the feature kind the caller expects; another is an error.
+        :param calibrated: read ``calibration.json`` when present (``False``: temperature 1 and
+            no ``unknown``, what the calibrate stage itself starts from).
         """
+        from .calibrate import CALIBRATION_NAME, read_calibration
         from .features import n_bins
 
         d = Path(directory)
@@ -433,7 +585,7 @@ class Predictor:
                 f"{d}: feature kind mismatch: the model uses {features['kind']} features, "
                 f"{expect_kind} was asked for; use a {expect_kind} model directory or drop --kind"
             )
-        clusters = ClusterLabelModel.load(d / CLUSTERS_NAME)
+        label_model = load_label_model(d, meta)
         bins = n_bins(features["kind"], features["params"])
         model = None
         if meta.get("encoder", "weights") == "identity":
@@ -448,12 +600,13 @@ class Predictor:
                     f"bins, the weights expect {wmeta['in_dim']}; rebuild the directory"
                 )
             dim = int(model.latent_dim)
-        if clusters.dim != dim:
+        if label_model.dim != dim:
             raise SoundharvestError(
-                f"{d / CLUSTERS_NAME}: centroids have {clusters.dim} dimensions, the encoder "
+                f"{d}: the label model reads {label_model.dim} dimensions, the encoder "
                 f"gives {dim}; re-run the label_clusters stage"
             )
-        return cls(clusters, features, model, meta)
+        calibration = read_calibration(d / CALIBRATION_NAME) if calibrated else None
+        return cls(label_model, features, model, meta, calibration)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Codes of a sequence of feature frames, one per frame (the frames themselves for the
@@ -473,91 +626,118 @@ class Predictor:
         )
         return frames
 
-    def predict_samples(self, samples: np.ndarray) -> np.ndarray:
-        """Label id of every frame of a mono signal."""
-        frames = self.frames_of(samples)
-        if len(frames) == 0:
-            return np.zeros(0, dtype=np.int64)
-        ids, _ = self.clusters.predict(self.encode(frames))
-        return ids
+    def frame_log_probs(self, samples: np.ndarray, name: str = "audio") -> tuple[np.ndarray, ...]:
+        """``(log-probabilities (n, n_labels) of the voiced frames, voiced mask (n_frames,))``.
 
-    def predict_file(self, path: Pathlike, ffmpeg: str | None = None) -> dict[str, Any]:
-        """Decode any file ffmpeg reads and label it: see :func:`summarize_frames`."""
+        :raises SoundharvestError: for NaN or infinite samples, and for a signal shorter than
+            one datapoint of the model.
+        """
+        from .features import frame_rms_db
+
+        x = np.asarray(samples, dtype=np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            raise SoundharvestError(
+                f"{name}: {bad} of {x.size} samples are NaN or infinite; the file is corrupt: "
+                "re-encode it or give another"
+            )
+        if x.size < self.min_samples:
+            raise SoundharvestError(
+                f"{name}: {x.size / self.sample_rate:.3f} s of audio is shorter than one "
+                f"datapoint of this model ({self.min_samples / self.sample_rate:.3f} s); "
+                "give a longer recording"
+            )
+        voiced = frame_rms_db(x, self.kind, self.features["params"]) >= self.silence_dbfs
+        if not voiced.any():
+            return np.zeros((0, len(self.labels))), voiced
+        codes = self.encode(self.frames_of(x))
+        return self.label_model.log_probs(codes[voiced]), voiced
+
+    def score_samples(self, samples: np.ndarray, name: str = "audio") -> dict[str, Any]:
+        """A signal's mean frame log-probabilities (``logits``, ``None`` when silent), with the
+        voiced frames' count and the duration: what :meth:`answer` and calibration start from."""
+        logp, voiced = self.frame_log_probs(samples, name)
+        return {
+            "logits": logp.mean(axis=0) if len(logp) else None,
+            "voiced_frames": int(voiced.sum()),
+            "n_frames": int(len(voiced)),
+            "seconds": round(np.asarray(samples).size / self.sample_rate, 3),
+        }
+
+    def decode(self, path: Pathlike, ffmpeg: str | None = None) -> np.ndarray:
+        """Decode any file ffmpeg reads at the predictor's rate (float, so that NaN and
+        infinite samples stay visible)."""
         from .audio import decode
 
         p = Path(path)
         if not p.is_file():
             raise SoundharvestError(f"{p}: file not found")
-        samples = decode(p, self.features["sample_rate"], ffmpeg=ffmpeg)
+        samples = decode(p, self.sample_rate, ffmpeg=ffmpeg, sample_format="f32")
         if samples.size == 0:
             raise SoundharvestError(f"{p}: no audio samples decoded (empty or not audio)")
-        ids = self.predict_samples(samples)
-        seconds = samples.size / self.features["sample_rate"]
-        out = summarize_frames(ids, self.labels, self.hop_seconds, seconds)
-        return {"file": str(path), "seconds": round(seconds, 3)} | out
+        return samples
 
+    def score_file(self, path: Pathlike, ffmpeg: str | None = None) -> dict[str, Any]:
+        """:meth:`score_samples` of a decoded file."""
+        return self.score_samples(self.decode(path, ffmpeg), str(path))
 
-def summarize_frames(
-    ids: np.ndarray, labels: Sequence[str], hop_seconds: float, seconds: float | None = None
-) -> dict[str, Any]:
-    """Per-file verdict from per-frame label ids.
+    def answer(self, logits: np.ndarray | None) -> dict[str, Any]:
+        """The verdict on mean frame log-probabilities: ``answer`` (a label, ``unknown`` or
+        ``silent``), ``label`` (the most probable one), ``confidence`` and every label's
+        calibrated ``probabilities`` (most probable first)."""
+        from .calibrate import SILENT, UNKNOWN, softmax
 
-    :param ids: label id of every frame; frame ``t`` is centred at ``t * hop_seconds``.
-    :param labels: label names.
-    :param hop_seconds: seconds between frame centres.
-    :param seconds: the signal's duration; centred frames reach up to it (the last may be
-        centred exactly at the end), and those at or past it count in the last second.
-    :return: ``label``, ``share`` (its share of frames), ``runner_up``, ``runner_up_share``
-        (``None``/0 when only one label occurs), ``n_frames``, ``shares`` (label -> share, every
-        label) and ``timeline``: one entry per whole second (frames centred in it), each with
-        ``start``, ``end``, ``label`` and ``share``. Ties go to the label listed first.
-    """
-    ids = np.asarray(ids, dtype=np.int64)
-    n = len(ids)
-    counts = np.bincount(ids, minlength=len(labels))
-    order = np.lexsort((np.arange(len(labels)), -counts))  # most frames first, then list order
-    shares = counts / max(n, 1)
-    top, second = int(order[0]), int(order[1]) if len(labels) > 1 else None
-    out: dict[str, Any] = {
-        "label": labels[top] if n else None,
-        "share": round(float(shares[top]), 4),
-        "runner_up": labels[second] if second is not None and counts[second] > 0 else None,
-        "runner_up_share": round(float(shares[second]), 4) if second is not None else 0.0,
-        "n_frames": n,
-        "shares": {labels[i]: round(float(shares[i]), 4) for i in order},
-    }
-    timeline = []
-    if n:
-        sec = np.floor(np.arange(n) * hop_seconds + 1e-9).astype(np.int64)
-        if seconds is not None and seconds > 0:
-            sec = np.minimum(sec, int(np.ceil(seconds - 1e-9)) - 1)
-        if seconds is not None and seconds > 0:
-            sec = np.minimum(sec, int(np.ceil(seconds - 1e-9)) - 1)
-        for s in range(int(sec[-1]) + 1):
-            c = np.bincount(ids[sec == s], minlength=len(labels))
-            if c.sum() == 0:
-                continue
-            best = int(np.argmax(c))
-            timeline.append(
-                {
-                    "start": s,
-                    "end": s + 1,
-                    "label": labels[best],
-                    "share": round(float(c[best] / c.sum()), 4),
-                }
-            )
-    out["timeline"] = timeline
-    return out
+        if logits is None:
+            return {"answer": SILENT, "label": None, "confidence": None, "probabilities": {}}
+        p = softmax(np.asarray(logits)[None, :], self.temperature)[0]
+        order = np.lexsort((np.arange(len(p)), -p))
+        top = int(order[0])
+        conf = float(p[top])
+        return {
+            "answer": UNKNOWN if conf < self.threshold else self.labels[top],
+            "label": self.labels[top],
+            "confidence": round(conf, 4),
+            "probabilities": {self.labels[i]: round(float(p[i]), 4) for i in order},
+        }
+
+    def predict_samples(self, samples: np.ndarray, name: str = "audio") -> dict[str, Any]:
+        """The verdict on a signal, with a per-second ``timeline`` of the same verdict."""
+        logp, voiced = self.frame_log_probs(samples, name)
+        out = self.answer(logp.mean(axis=0) if len(logp) else None)
+        out |= {
+            "n_frames": int(len(voiced)),
+            "voiced_frames": int(voiced.sum()),
+            "calibrated": self.calibration is not None,
+        }
+        sec = np.floor(np.arange(len(voiced)) * self.hop_seconds + 1e-9).astype(np.int64)
+        seconds = np.asarray(samples).size / self.sample_rate
+        if len(sec):
+            sec = np.minimum(sec, max(int(np.ceil(seconds - 1e-9)) - 1, 0))
+        voiced_sec = sec[voiced]
+        timeline = []
+        for s in range(int(sec[-1]) + 1 if len(sec) else 0):
+            sel = voiced_sec == s
+            verdict = self.answer(logp[sel].mean(axis=0) if sel.any() else None)
+            timeline.append({"start": s, "end": s + 1, **verdict})
+        out["timeline"] = timeline
+        return out
+
+    def predict_file(self, path: Pathlike, ffmpeg: str | None = None) -> dict[str, Any]:
+        """Decode any file ffmpeg reads and label it (see :meth:`predict_samples`)."""
+        samples = self.decode(path, ffmpeg)
+        out = self.predict_samples(samples, str(path))
+        return {"file": str(path), "seconds": round(samples.size / self.sample_rate, 3)} | out
 
 
 def write_predictor_dir(
     out_dir: Pathlike,
-    clusters: ClusterLabelModel,
+    clusters: ClusterLabelModel | HeadLabelModel,
     features: Mapping[str, Any],
     weights: Pathlike | None,
     info: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Write a predictor directory: weights copy, ``clusters.npz``, then ``meta.json`` (last).
+    """Write a predictor directory: weights copy, ``clusters.npz`` (or the weak recogniser's
+    ``head.npz``), then ``meta.json`` (last). An older ``calibration.json`` is removed.
 
     :param weights: the trained weights to copy, or ``None`` for the identity encoder.
     :param info: extra fields for ``meta.json`` (model name, k, k_choice, sample size, ...).
@@ -566,23 +746,62 @@ def write_predictor_dir(
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     (d / META_NAME).unlink(missing_ok=True)  # the directory is incomplete until meta.json is back
+    from .calibrate import CALIBRATION_NAME
+
+    # A calibration belongs to the label model it was fitted on: the calibrate stage re-makes it.
+    (d / CALIBRATION_NAME).unlink(missing_ok=True)
     if weights is not None:
         with atomic_path(d / WEIGHTS_NAME) as tmp:
             shutil.copyfile(weights, tmp)
     else:
         (d / WEIGHTS_NAME).unlink(missing_ok=True)
-    clusters.save(d / CLUSTERS_NAME)
+    head = isinstance(clusters, HeadLabelModel)
+    (d / (CLUSTERS_NAME if head else HEAD_NAME)).unlink(missing_ok=True)
+    clusters.save(d / (HEAD_NAME if head else CLUSTERS_NAME))
     meta = {
         "format": PREDICTOR_FORMAT,
         "version": PREDICTOR_VERSION,
         "encoder": "weights" if weights is not None else "identity",
+        "label_model": "head" if head else "clusters",
         "features": dict(features),
         "labels": clusters.labels,
         "cluster_names": clusters.cluster_names,
-        "cluster_shares": [round(float(s), 4) for s in clusters.shares],
+        **({} if head else {"cluster_shares": [round(float(s), 4) for s in clusters.shares]}),
         **dict(info),
     }
     write_json(d / META_NAME, meta)
+    return meta
+
+
+def _write_head_dir(
+    model: Any,
+    wmeta: Mapping[str, Any],
+    names: Sequence[str],
+    spec: Mapping[str, Any],
+    weights: Pathlike | None,
+    out_dir: Pathlike,
+    base_info: Mapping[str, Any],
+    t0: float,
+) -> dict[str, Any]:
+    """The weak recogniser's predictor directory: its head is its label model."""
+    if list(model.classes) != list(names):
+        raise SoundharvestError(
+            f"{weights}: the head's labels {list(model.classes)} are not the shuffle's "
+            f"{list(names)}; retrain the classifier on these shards"
+        )
+    head = HeadLabelModel(
+        model.head.weight.detach().cpu().numpy(), model.head.bias.detach().cpu().numpy(), names
+    )
+    info = {
+        "model": (wmeta.get("extra") or {}).get("model", ""),
+        "model_type": "classifier",
+        **base_info,
+        "k": head.k,
+        "k_choice": "head",
+    }
+    meta = write_predictor_dir(out_dir, head, spec, weights, info)
+    log.info("label_clusters %s: the classifier's head (%d labels) in %.1f s", info["model"],
+             head.k, time.perf_counter() - t0)  # fmt: skip
     return meta
 
 
@@ -601,8 +820,14 @@ def label_clusters_file(
     n_init: int = 3,
     device: str = "cpu",
     sources: Sequence[Pathlike] | None = None,
+    holdout: float = 0.0,
+    silence_dbfs: float = SILENCE_DBFS,
 ) -> dict[str, Any]:
     """Rule ``label_clusters``: shards + weights -> a predictor directory.
+
+    For the weak recogniser (model type ``classifier``) the label model is its own head, copied
+    as ``head.npz``; every other model gets named clusters, fitted on a sample of training
+    frames that skips the clips held out for calibration.
 
     :param shard_paths: the shuffle stage's ``shard-XX.npy`` of one feature kind.
     :param labels_json: the shuffle's ``labels.json`` (label names, id = position).
@@ -623,6 +848,10 @@ def label_clusters_file(
         shuffle read, in its order; each sampled frame's datapoint is the window of its clip
         that starts there (as in training, :meth:`~soundharvest.loader.ClipPositives.
         window_rows`).
+    :param holdout: the share of clips held out for calibration
+        (:func:`soundharvest.calibrate.held_out`); their frames are left out of the sample
+        (needs ``sources`` to find each frame's clip).
+    :param silence_dbfs: frames quieter than this (dBFS RMS) do not vote in a prediction.
     :return: the ``meta.json`` content.
     """
     from .dataset import read_labels
@@ -644,15 +873,26 @@ def label_clusters_file(
         )
     spec = _check_features(spec, str(weights or "features"))
     bins = n_bins(spec["kind"], spec["params"])
+    base_info = {"silence_dbfs": float(silence_dbfs), "holdout": float(holdout)}
+    if wmeta.get("model_type") == "classifier":
+        return _write_head_dir(model, wmeta, names, spec, weights, out_dir, base_info, t0)
     context, stride = (1, 1)
     if model is not None:
         from .models import context_of
 
         context, stride = context_of(model)
-    if context > 1:
-        frames, ids, rows = sample_shards(shard_paths, sample_frames, seed, with_rows=True)
+    need_rows = context > 1 or holdout > 0
+    if need_rows and not sources:
+        raise SoundharvestError(
+            f"{weights or 'raw baseline'}: give the concatenate files (sources) to find each "
+            "sampled frame's clip (windows of a model with context, clips held out)"
+        )
+    # Sample a little more when some frames will be left out as held-out clips'.
+    n_sample = int(np.ceil(sample_frames / (1.0 - holdout))) if holdout > 0 else sample_frames
+    if need_rows:
+        frames, ids, rows = sample_shards(shard_paths, n_sample, seed, with_rows=True)
     else:
-        frames, ids = sample_shards(shard_paths, sample_frames, seed)
+        frames, ids = sample_shards(shard_paths, n_sample, seed)
     if frames.shape[1] != bins:
         raise SoundharvestError(
             f"{shard_paths[0]}: {frames.shape[1]} bins per frame, {spec['kind']} features have "
@@ -660,16 +900,19 @@ def label_clusters_file(
         )
     if len(ids) and ids.max() >= len(names):
         raise SoundharvestError(f"{labels_json}: {len(names)} labels, shards use id {ids.max()}")
-    if context > 1:
-        if not sources:
-            raise SoundharvestError(
-                f"{weights}: context {context}: give the concatenate files (sources) to read "
-                "each sampled frame's window from"
-            )
+    if need_rows:
         from .loader import ClipPositives
 
         clips = ClipPositives(sources)
-        frames = clips.frames(clips.window_rows(rows, context, stride))
+        if holdout > 0:
+            keep = ~clips.held_out(rows, holdout)
+            frames, ids, rows = (
+                frames[keep][:sample_frames],
+                ids[keep][:sample_frames],
+                rows[keep][:sample_frames],
+            )
+        if context > 1:
+            frames = clips.frames(clips.window_rows(rows, context, stride))
     if model is not None:
         from .train import encode
 
@@ -685,6 +928,7 @@ def label_clusters_file(
     info = {
         "model": name,
         "model_type": wmeta.get("model_type", "identity"),
+        **base_info,
         **info,
         "sample_frames": int(len(codes)),
         "seed": int(seed),
@@ -790,6 +1034,7 @@ def score_eval_file(
     out_confusion_png: Pathlike,
     out_confusion_tsv: Pathlike | None = None,
     out_closed_confusion_tsv: Pathlike | None = None,
+    calibration_json: Pathlike | None = None,
 ) -> dict[str, Any]:
     """Rule ``score_eval``: the family of every eval note through the label -> family map.
 
@@ -810,15 +1055,18 @@ def score_eval_file(
     :param out_closed_confusion_tsv: optional confusion matrix of the closed-set prediction
         (where ``closed_accuracy``'s errors go; only the ``true`` header when no cluster is
         named after an evaluated family).
+    :param calibration_json: the predictor's ``calibration.json``: its figures (ECE, open-set
+        rejection) join the row.
     :return: the row as a dict.
     """
+    from .calibrate import read_calibration
     from .evaluate.nsynth import families_of, load_label_families
 
     d = Path(predictor_dir)
     meta = read_json(d / META_NAME) if (d / META_NAME).is_file() else None
     if not isinstance(meta, dict) or meta.get("format") != PREDICTOR_FORMAT:
         raise SoundharvestError(f"{d}: not a predictor directory (no valid {META_NAME})")
-    clusters = ClusterLabelModel.load(d / CLUSTERS_NAME)
+    clusters = load_label_model(d, meta)
     codes = np.asarray(load_npy(codes_npy), dtype=np.float32)
     notes = pd.read_csv(notes_tsv, sep="\t", dtype={"note_str": str, "family": str})
     if len(notes) != len(codes):
@@ -828,7 +1076,7 @@ def score_eval_file(
     if codes.ndim != 2 or codes.shape[1] != clusters.dim:
         raise SoundharvestError(
             f"{codes_npy}: codes of {codes.shape[1] if codes.ndim == 2 else '?'} dimensions, "
-            f"the clusters in {d} have {clusters.dim}; use the codes of the same model and kind"
+            f"the label model in {d} reads {clusters.dim}; use the codes of the same model and kind"
         )
     fam = families_of(clusters.labels, load_label_families(label_families_tsv))
     ids, _ = clusters.predict(codes)
@@ -839,12 +1087,16 @@ def score_eval_file(
     # Closed set: only clusters named after a label of an evaluated family compete (a choice
     # among the families the notes come from, as a classifier on them would make).
     evaluated = set(true)
-    cluster_family = np.array([fam[clusters.labels[i]] or "" for i in clusters.names])
-    keep = np.flatnonzero(np.isin(cluster_family, sorted(evaluated)))
+    allowed = [i for i, lab in enumerate(clusters.labels) if fam[lab] in evaluated]
+    # How many outputs compete in the closed set: clusters named after an allowed label, or
+    # (the weak recogniser's head) the allowed labels themselves.
+    names_of = np.asarray([clusters.labels.index(n) for n in clusters.cluster_names])
+    keep = np.flatnonzero(np.isin(names_of, allowed))
     closed_conf = None
     if len(keep):
-        near = nearest_centroid(codes, clusters.centroids[keep])
-        closed = cluster_family[keep][near]
+        closed = np.array(
+            [fam[clusters.labels[i]] for i in clusters.closed_predict(codes, allowed)]
+        )
         closed_acc = float(np.mean(closed == np.asarray(true)))
         _, closed_conf = family_scores(true, closed)  # rows and columns: evaluated families
     else:
@@ -864,6 +1116,11 @@ def score_eval_file(
         "accuracy", "balanced_accuracy", "majority_baseline", "chance_balanced", "closed_accuracy"
     ):  # fmt: skip
         row[key] = round(float(row[key]), 4)
+    cal = read_calibration(calibration_json) if calibration_json is not None else None
+    if cal is not None:
+        for key in ("temperature", "threshold", "ece", "on_topic_rejected", "open_set_rejected",
+                    "synthetic_rejected"):  # fmt: skip
+            row[key] = cal.get(key)
     write_tsv(out_tsv, pd.DataFrame([row]))
     if out_confusion_tsv is not None:
         write_tsv(out_confusion_tsv, conf.reset_index())
@@ -904,19 +1161,29 @@ def collect_scores_file(score_tsvs: Sequence[Pathlike], out_tsv: Pathlike) -> pd
 # --------------------------------------------------------------------------------------------
 
 
+def _verdict(r: Mapping[str, Any]) -> str:
+    if r["answer"] == "silent":
+        return "silent"
+    runner = list(r["probabilities"].items())[1:2]
+    best = f"{r['label']} {r['confidence']:.1%}"
+    if r["answer"] == "unknown":
+        return f"unknown (best guess {best})"
+    return best + (f" (next {runner[0][0]} {runner[0][1]:.1%})" if runner else "")
+
+
 def format_result(result: Mapping[str, Any], frames: bool = False) -> str:
-    """Human-readable lines for one file's :meth:`Predictor.predict_file` result."""
-    if result.get("label") is None:
-        return f"{result['file']}: no frames ({result.get('seconds', 0)} s)"
-    line = f"{result['file']}: {result['label']} {result['share']:.1%}"
-    if result.get("runner_up"):
-        line += f" (runner-up {result['runner_up']} {result['runner_up_share']:.1%})"
-    line += f", {result['n_frames']} frames, {result['seconds']:.1f} s"
+    """Human-readable lines for one file's :meth:`Predictor.predict_file` result: the answer
+    with its calibrated probability, and with ``frames`` the per-second timeline."""
+    line = f"{result['file']}: {_verdict(result)}"
+    line += f", {result['voiced_frames']} of {result['n_frames']} frames voiced, "
+    line += f"{result['seconds']:.1f} s"
+    if not result.get("calibrated", True):
+        line += " (uncalibrated: no calibration.json, nothing is called unknown)"
     lines = [line]
     if frames:
         for t in result["timeline"]:
             span = f"{t['start']}-{t['end']} s"
-            lines.append(f"  {span:>12}  {t['label']:<14} {t['share']:>4.0%}")
+            lines.append(f"  {span:>12}  {_verdict(t)}")
     return "\n".join(lines)
 
 
@@ -958,6 +1225,12 @@ def cli_run(args: Any) -> int:
             "model_dir": str(args.model_dir),
             "model": predictor.meta.get("model"),
             "kind": predictor.kind,
+            "labels": predictor.labels,
+            # Without the calibrate stage's calibration.json: temperature 1, never 'unknown'.
+            "calibrated": predictor.calibration is not None,
+            "temperature": predictor.temperature,
+            "unknown_below": predictor.threshold,
+            "silence_dbfs": predictor.silence_dbfs,
             "results": results,
         }
         print(json.dumps(doc, indent=2))

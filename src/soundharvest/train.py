@@ -64,9 +64,12 @@ LR_SCHEDULES = ("constant", "cosine")
 
 def supervision(settings: Mapping[str, Any]) -> str:
     """What a model's training uses beyond the audio, from its settings (a ``models`` entry):
-    ``weak`` when the query labels decide positives (``contrastive`` with ``positive_scope``
-    ``label`` or a ``label_weight`` above 0), else ``none`` (self-supervised or untrained).
-    Report ``weak`` models apart: they are no longer unsupervised."""
+    ``weak`` when the query labels are its targets (``classifier``) or decide positives
+    (``contrastive`` with ``positive_scope`` ``label`` or a ``label_weight`` above 0), else
+    ``none`` (self-supervised or untrained). Report ``weak`` models apart: they are no longer
+    unsupervised."""
+    if settings.get("type") == "classifier":
+        return "weak"
     if settings.get("type") != "contrastive":
         return "none"
     label_scope = settings.get("positive_scope", "clip") == "label"
@@ -108,6 +111,8 @@ class Objective:
     """
 
     needs_pairs = False
+    #: The training loop hands the query label of each datapoint after its clip id.
+    needs_labels = False
 
     def __init__(
         self,
@@ -444,12 +449,77 @@ def supcon_loss(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return 0.5 * (one_way(logits) + one_way(logits.T))
 
 
+#: The classifier's losses: plain cross-entropy and two that tolerate wrong labels.
+CLASSIFIER_LOSSES = ("ce", "gce", "bootstrap")
+
+
+def robust_loss(
+    logits: torch.Tensor, targets: torch.Tensor, kind: str = "gce", q: float = 0.7,
+    beta: float = 0.8,
+) -> torch.Tensor:  # fmt: skip
+    """Mean classification loss of ``logits`` ``(n, c)`` against integer ``targets``.
+
+    ``ce``: cross-entropy. ``gce``: generalised cross-entropy ``(1 - p_y^q) / q`` (Zhang &
+    Sabuncu 2018): ``q -> 0`` is cross-entropy, ``q = 1`` the mean absolute error, which a wrong
+    label pulls on no harder than a right one; 0.7 is the paper's choice. ``bootstrap``: hard
+    bootstrapping (Reed et al. 2015), ``beta`` of the loss on the given label and the rest on
+    the model's own current answer, so confident disagreement with a label wins over time.
+    """
+    if kind == "ce":
+        return torch.nn.functional.cross_entropy(logits, targets)
+    logp = logits.log_softmax(dim=1)
+    lp_y = logp.gather(1, targets[:, None]).squeeze(1)
+    if kind == "gce":
+        return ((1.0 - torch.exp(q * lp_y)) / q).mean()
+    if kind == "bootstrap":
+        own = logp.detach().argmax(dim=1, keepdim=True)
+        return -(beta * lp_y + (1.0 - beta) * logp.gather(1, own).squeeze(1)).mean()
+    raise SoundharvestError(f"loss = {kind!r}: use one of {', '.join(CLASSIFIER_LOSSES)}")
+
+
+class ClassifierObjective(ContrastiveObjective):
+    """The weak recogniser: an encoder and a head trained on the query label of each datapoint.
+
+    Batches are the contrastive data path's (windows of one clip with a partner from the same
+    clip, :class:`soundharvest.loader.ClipPositives`), and the label of each pair follows its
+    clip id in ``groups``. Both the augmented anchor (pitch, level and equaliser jitter, as
+    :class:`ContrastiveObjective` draws them) and the partner are classified, with
+    ``loss`` (:func:`robust_loss`: ``gce`` by default, since 20-60 % of web-search labels are
+    wrong). Metrics: the loss in ``ae_loss``, the plain cross-entropy in ``critic_loss`` and the
+    training accuracy on the (noisy) labels in ``alpha_corr``.
+    """
+
+    needs_labels = True
+
+    def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n_draw = self.draws()
+        if noise.shape[1] < n_draw + 2:
+            raise SoundharvestError(
+                "classifier: the batch carries no label ids; train() passes them after the clip ids"
+            )
+        labels = noise[:, n_draw + 1].long()
+        anchor = self.augment(x[:, 0], noise)
+        logits = self.model.logits(torch.cat([anchor, x[:, 1]])).float()
+        y = torch.cat([labels, labels])
+        h = self.hparams
+        loss = robust_loss(
+            logits, y, str(h.get("loss", "gce")), float(h.get("gce_q", 0.7)),
+            float(h.get("bootstrap_beta", 0.8)),
+        )  # fmt: skip
+        with torch.no_grad():
+            ce = torch.nn.functional.cross_entropy(logits, y)
+            acc = (logits.argmax(dim=1) == y).float().mean()
+        nan = torch.full_like(ce, float("nan"))
+        return loss, torch.stack([loss.detach(), nan, ce, nan, nan, acc])
+
+
 #: model type -> objective class (None: the model is never trained).
 OBJECTIVES: dict[str, type[Objective] | None] = {
     "acai": AcaiObjective,
     "ae": AeObjective,
     "random": None,
     "contrastive": ContrastiveObjective,
+    "classifier": ClassifierObjective,
 }
 
 
@@ -784,6 +854,9 @@ def train(
     pitch_jitter: float = 0.0,
     lr_schedule: str = "constant",
     label_weight: float = 0.0,
+    loss: str = "gce",
+    gce_q: float = 0.7,
+    holdout: float = 0.0,
 ) -> dict[str, Any]:
     """Train one model on the shuffled shards for exactly ``frames`` frames.
 
@@ -835,6 +908,11 @@ def train(
         :func:`lr_factor`).
     :param label_weight: ``contrastive`` with ``positive_scope`` ``clip``: weight of an added
         loss whose positives are all pairs of one query label (weak supervision; 0: none).
+    :param loss: ``classifier``: ``gce`` (default), ``ce`` or ``bootstrap`` (:func:`robust_loss`).
+    :param gce_q: ``classifier`` with ``gce``: the exponent q in (0, 1].
+    :param holdout: ``classifier``: the share of clips held out of training for calibration
+        (:func:`soundharvest.calibrate.held_out`); their datapoints are dropped from each batch
+        (the budget still counts the stream's datapoints).
     :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
     """
     if model_type not in OBJECTIVES:
@@ -844,6 +922,10 @@ def train(
     if not isinstance(frames, int) or frames < 0:
         raise SoundharvestError(f"frames = {frames!r}: give a non-negative integer frame budget")
     lr_factor(lr_schedule, 0, frames)  # an unknown schedule fails before any work
+    if loss not in CLASSIFIER_LOSSES:
+        raise SoundharvestError(f"loss = {loss!r}: use one of {', '.join(CLASSIFIER_LOSSES)}")
+    if not 0.0 < float(gce_q) <= 1.0:
+        raise SoundharvestError(f"gce_q = {gce_q!r}: give a number in (0, 1]")
     t_start = time.perf_counter()
     dev = resolve_device(device)
     n_threads = _set_threads(threads)
@@ -867,6 +949,16 @@ def train(
         bin_hz = [round(float(f), 4) for f in hz]
         if arch["frontend"] == "logconv":
             arch = {**arch, "bin_hz": bin_hz}
+    objective_cls = OBJECTIVES[model_type]
+    labels_needed = objective_cls is not None and (objective_cls.needs_labels or label_weight)
+    if model_type == "classifier":
+        if not positives:
+            raise SoundharvestError(
+                "model type 'classifier' learns the query label of each clip: give the "
+                "concatenate files the shuffle read (positives)"
+            )
+        # The head's labels: the concatenate files' names, in the shuffle's order.
+        arch = {**arch, "classes": [Path(p).name[: -len(".npy")] for p in positives]}
     model = build_model(model_type, in_dim, arch, seed, normalize=normalize).to(dev)
     context, stride = context_of(model)
     # What the budget counts: frames, or windows of `context` frames.
@@ -881,7 +973,6 @@ def train(
         sample = torch.cat(list(reader.batches(0, min(reader.n_rows, BLOCK_ROWS))))
         autoencoder_of(model).normalizer.fit(sample.to(dev))
         del sample
-    objective_cls = OBJECTIVES[model_type]
     pairs = None
     if objective_cls is not None and objective_cls.needs_pairs:
         if not positives:
@@ -929,6 +1020,8 @@ def train(
             pitch_jitter=float(pitch_jitter),
             **({"label_weight": float(label_weight)} if label_weight else {}),
         )
+    if model_type == "classifier":
+        meta.update(loss=loss, gce_q=float(gce_q), holdout=float(holdout))
     title = f"{model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
     log.info(
         "train %s: %d frames of %d bins in %d shard(s), device %s, %d thread(s)",
@@ -985,6 +1078,8 @@ def train(
         eq_jitter=eq_jitter,
         pitch_jitter=pitch_jitter,
         label_weight=label_weight,
+        loss=loss,
+        gce_q=gce_q,
         bin_hz=bin_hz,
         scheduled=lr_schedule != "constant",
     )
@@ -1018,6 +1113,7 @@ def train(
                     *([["eq", eq_jitter]] if eq_jitter else []),
                     *([["pitch", pitch_jitter]] if pitch_jitter else []),
                     *([["label", label_weight]] if label_weight else []),
+                    *([["classifier", loss, gce_q, holdout]] if model_type == "classifier" else []),
                 ]
             }
         ),
@@ -1078,12 +1174,20 @@ def train(
     for x in reader.batches(frames_seen, frames):
         if lr_schedule != "constant":
             objective.set_lr_factor(lr_factor(lr_schedule, frames_seen, frames))
+        n_stream = x[0].shape[0] if pairs is not None else x.shape[0]
         if pairs is not None:
             x, src_rows = x
             # The partner draw is a function of (seed, frames seen): a resumed run draws the
             # same partners as an uninterrupted one.
             prng = np.random.default_rng([int(seed), 7, frames_seen])
             rows_np = src_rows.numpy()
+            if model_type == "classifier" and holdout > 0:
+                keep = ~pairs.held_out(rows_np, holdout)  # clips kept for calibration
+                rows_np = rows_np[keep]
+                x = x[torch.from_numpy(keep).to(x.device)]
+                if not len(rows_np):
+                    frames_seen += n_stream
+                    continue
             partner_rows = pairs.partner_rows(rows_np, prng)
             if context > 1:  # the datapoints are the windows that start at those rows
                 x = torch.from_numpy(pairs.frames(pairs.window_rows(rows_np, context, stride)))
@@ -1093,7 +1197,7 @@ def train(
             x = torch.stack([x, torch.from_numpy(partner).to(dev, non_blocking=True)], dim=1)
             # Clip ids as float32 are exact below 2^24 clips.
             groups = torch.from_numpy(pairs.groups(rows_np).astype(np.float32))
-            if label_weight:  # the label of each pair beside its clip
+            if labels_needed:  # the label of each pair beside its clip
                 labels = torch.from_numpy(pairs.labels(rows_np).astype(np.float32))
                 groups = torch.stack([groups, labels], dim=1)
             groups = groups.to(dev)
@@ -1102,7 +1206,7 @@ def train(
             metrics = stepper.step(x)
         acc += metrics
         n_acc += 1
-        frames_seen += x.shape[0]
+        frames_seen += n_stream
         row_dict = None
         if frames_seen >= next_log or frames_seen == frames:
             vals = (acc / n_acc).tolist()  # the one host sync per logging window

@@ -30,7 +30,9 @@ def test_complete_run_writes_catalog_and_summary(tiny_run):
     assert (catalog.loc[catalog["status"] != "ok", "reason"] != "").all()
     summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
     assert {(k, m) for k, m in zip(summary["kind"], summary["model"], strict=True)} == {
-        (k, m) for k in ("stft", "mel") for m in ("ae", "contrastive", "random", "raw", "pca")
+        (k, m)
+        for k in ("stft", "mel")
+        for m in ("ae", "classifier", "contrastive", "random", "raw", "pca")
     }
 
 
@@ -157,9 +159,42 @@ def test_report_holds_every_figure_and_table(tiny_copy):
 
 def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
     summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
-    trained = summary[summary["model"].isin(["ae", "contrastive", "random", "raw"])]
+    trained = summary[summary["model"].isin(["ae", "classifier", "contrastive", "random", "raw"])]
     assert trained["accuracy"].between(0, 1).all()
     assert summary.loc[summary["model"] == "pca", "accuracy"].isna().all()
+    # Every predictor is calibrated on held-out clips, and says how it answers off-topic ones.
+    assert trained["ece"].between(0, 1).all()
+    assert trained["synthetic_rejected"].between(0, 1).all()
+    weak = summary.set_index("model")["supervision"]
+    assert weak["classifier"] == "weak" and weak["ae"] == "none"
+
+
+def test_weak_recogniser_answers_through_its_head_and_calibration(tiny_run):
+    import json
+
+    from soundharvest.calibrate import held_out
+    from soundharvest.predict import Predictor
+
+    results = tiny_run / "results"
+    pred_dir = results / "predictor" / "stft" / "classifier"
+    meta = json.loads((pred_dir / "meta.json").read_text())
+    assert meta["label_model"] == "head" and (pred_dir / "head.npz").is_file()
+    assert not (pred_dir / "clusters.npz").exists()
+    cal = json.loads((pred_dir / "calibration.json").read_text())
+    assert cal["temperature"] > 0 and 0 <= cal["threshold"] <= 1 and cal["holdout"] == 0.4
+    clips = pd.read_csv(results / "calibration" / "stft" / "classifier.clips.tsv", sep="\t")
+    real = clips[clips["set"] != "synthetic"]
+    # Exactly the catalog's held-out clips, and digital silence is answered "silent".
+    catalog = pd.read_csv(results / "catalog.csv", dtype=str, keep_default_na=False)
+    ok = catalog[catalog["status"] == "ok"].drop_duplicates("video_id")["video_id"].tolist()
+    expected = {v for v, h in zip(ok, held_out(ok, 0.4), strict=True) if h}
+    assert set(real["video_id"]) == expected and expected
+    assert clips.set_index("video_id").loc["silence-0", "answer"] == "silent"
+    pred = Predictor.load(pred_dir)
+    assert pred.calibration["temperature"] == cal["temperature"]
+    wav = results / "convert" / f"{real['video_id'].iloc[0]}.wav"
+    res = pred.predict_file(wav)
+    assert res["answer"] in {*pred.labels, "unknown"} and res["calibrated"] is True
 
 
 def test_training_seeds_give_one_model_per_seed_and_a_spread(tiny_copy):

@@ -180,8 +180,10 @@ def model_params(model):
 
 def positive_sources(wildcards):
     """A contrastive model draws its positive pairs from the per-label frames (time-adjacent
-    frames of one clip), in the order the shuffle read them; other models need none."""
-    if config["models"][base_model(wildcards.trained_model)]["type"] != "contrastive":
+    frames of one clip), in the order the shuffle read them, and a classifier its windows and
+    their clips' labels; other models need none."""
+    model_type = config["models"][base_model(wildcards.trained_model)]["type"]
+    if model_type not in ("contrastive", "classifier"):
         return []
     return [f"{R}/concatenate/{wildcards.kind}/{label}.npy" for label in LABELS]
 
@@ -209,9 +211,10 @@ def context_windows(wildcards):
 
 
 def context_sources(wildcards):
-    """label_clusters' input for a model with context: the per-label frames its sampled
-    training frames' windows are read from."""
-    if model_context(wildcards.model)[0] == 1:
+    """label_clusters' input: the per-label frames, which locate each sampled training frame's
+    clip (to leave out the clips held out for calibration) and its window (a model with
+    context)."""
+    if model_context(wildcards.model)[0] == 1 and not config["calibration"]["holdout"]:
         return []
     return [f"{R}/concatenate/{wildcards.kind}/{label}.npy" for label in LABELS]
 

@@ -28,8 +28,41 @@ rule label_clusters:
         clusters=config["label_clusters"],
         features=lambda wildcards: feature_spec(wildcards.kind),
         seed=config["seed"],
+        holdout=config["calibration"]["holdout"],
+        silence_dbfs=config["convert"]["silence_dbfs"],
     script:
         "../scripts/label_clusters.py"
+
+
+rule calibrate:
+    input:
+        predictor=f"{R}/predictor/{{kind}}/{{model}}/meta.json",
+        catalog=f"{R}/catalog.csv",
+    output:
+        calibration=f"{R}/predictor/{{kind}}/{{model}}/calibration.json",
+        clips=report(
+            f"{R}/calibration/{{kind}}/{{model}}.clips.tsv",
+            caption="../report/calibration.rst",
+            category="5. Recognition",
+            subcategory="{kind}",
+            labels={"model": "{model}", "table": "held-out and synthetic clips"},
+        ),
+    log:
+        f"{LOGS}/calibrate/{{kind}}/{{model}}.log",
+    benchmark:
+        f"{BENCH}/calibrate/{{kind}}/{{model}}.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        calibration=config["calibration"],
+        convert_dir=f"{R}/convert",
+        downloads=f"{D}/demo" if SOURCE == "demo" else "",
+        seed=config["seed"],
+    script:
+        "../scripts/calibrate.py"
 
 
 rule score_eval:
@@ -37,6 +70,7 @@ rule score_eval:
         codes=f"{R}/embed/{{kind}}/{{model}}.npy",
         notes=f"{R}/eval_frames/{{kind}}.notes.tsv",
         predictor=f"{R}/predictor/{{kind}}/{{model}}/meta.json",
+        calibration=f"{R}/predictor/{{kind}}/{{model}}/calibration.json",
         families=RESOURCES / "label_families.tsv",
     output:
         scores=f"{R}/scores/{{kind}}/{{model}}.tsv",

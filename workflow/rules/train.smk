@@ -35,6 +35,7 @@ rule train:
         features=lambda wildcards: feature_spec(wildcards.kind),
         device=config["train"]["device"],
         checkpoint_every=config["train"]["checkpoint_every"],
+        holdout=config["calibration"]["holdout"],
         checkpoint=lambda wildcards: f"{R}/train/{wildcards.kind}/{wildcards.trained_model}/checkpoint.pt",
     script:
         "../scripts/train.py"

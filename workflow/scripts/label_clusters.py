@@ -19,4 +19,6 @@ run_logged(
     features=snakemake.params.features,
     model_name=snakemake.wildcards.model,
     sources=list(snakemake.input.sources) or None,
+    holdout=snakemake.params.holdout,
+    silence_dbfs=snakemake.params.silence_dbfs,
 )

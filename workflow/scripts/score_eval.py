@@ -16,4 +16,5 @@ run_logged(
     snakemake.output.confusion,
     out_confusion_tsv=snakemake.output.confusion_table,
     out_closed_confusion_tsv=snakemake.output.closed_confusion_table,
+    calibration_json=snakemake.input.calibration,
 )

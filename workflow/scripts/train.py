@@ -35,4 +35,7 @@ run_logged(
     pitch_jitter=m.get("pitch_jitter", 0.0),
     lr_schedule=m.get("lr_schedule", "constant"),
     label_weight=m.get("label_weight", 0.0),
+    loss=m["loss"],
+    gce_q=m["gce_q"],
+    holdout=snakemake.params.holdout if m["type"] == "classifier" else 0.0,
 )

@@ -249,6 +249,7 @@ def summary_file(
     if score_tsvs:
         scores = pd.concat([pd.read_csv(p, sep="\t") for p in score_tsvs], ignore_index=True)
         keep = ["kind", "model", "k", "accuracy", "balanced_accuracy", "closed_accuracy"]
+        keep += list(CALIBRATION_COLUMNS)
         keep = [c for c in keep if c in scores]
         scores = scores[keep].rename(columns={"k": "predictor_k"})
         summary = summary.merge(scores, on=["kind", "model"], how="left")
@@ -258,6 +259,9 @@ def summary_file(
         write_tsv(by_model_tsv, summarize_seeds(summary))
     return summary
 
+
+#: The predictor's calibration figures a score row carries (:mod:`soundharvest.calibrate`).
+CALIBRATION_COLUMNS = ("ece", "on_topic_rejected", "open_set_rejected", "synthetic_rejected")
 
 #: Columns of :func:`summarize_seeds`: the issue's comparison across training seeds.
 SEED_METRICS = ("purity", "nmi", "ari")
@@ -274,7 +278,7 @@ def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
     at = [c for c in summary.columns if c.startswith(tuple(f"{m}@k=" for m in SEED_METRICS))]
     at = [c for c in at if "<=" not in c]
     means = [f"mean_{m}@k<=100" for m in SEED_METRICS if f"mean_{m}@k<=100" in summary]
-    scored = ("accuracy", "balanced_accuracy", "closed_accuracy")
+    scored = ("accuracy", "balanced_accuracy", "closed_accuracy", *CALIBRATION_COLUMNS)
     cols = at + means + [c for c in scored if c in summary]
     rows = []
     for (kind, base), grp in summary.groupby(["kind", "base_model"], sort=False):

@@ -1,0 +1,385 @@
+"""Honest probabilities: held-out clips, temperature scaling, the ``unknown`` threshold, ECE.
+
+A predictor (:class:`soundharvest.predict.Predictor`) turns a file into one log-probability per
+label for every voiced frame; a file's probabilities are ``softmax(mean_frame_logp / T)``. The
+temperature ``T`` and the confidence below which the answer is ``unknown`` are fitted here on
+**held-out training clips**: a fixed share of the harvested clips, chosen by a hash of the
+video id (:func:`held_out`), that no label-supervised step saw (the weak recogniser's training
+and the cluster -> label model's sample both skip them). Their query labels are as noisy as the
+training labels: the probabilities are those of the *query label*, which is what a user of
+harvested data can check them against.
+
+The held-out clips are split in two by another hash (:func:`split_half`): ``T`` and the
+threshold are chosen on the ``fit`` half, and the figures (ECE, accuracy, open-set rates) are
+measured on the ``test`` half and on synthetic clips (silence, noise, speech-like) that no model
+has met (:func:`synthetic_clips`).
+
+The ``unknown`` threshold is the ``on_topic_reject`` quantile (default 10 %) of the confidences
+of the fit half's on-topic clips: those the demo's ``truth.json`` marks on-topic where it
+exists, else those whose answer agrees with their query label (the clips a user would call
+on-topic). Off-topic clips never choose the threshold, so how many of them it rejects is a test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .io import Pathlike, SoundharvestError, read_json, write_json, write_tsv
+
+log = logging.getLogger("soundharvest.calibrate")
+
+CALIBRATION_NAME = "calibration.json"
+#: The answers besides a label.
+UNKNOWN, SILENT = "unknown", "silent"
+#: Columns of the per-clip calibration table.
+CLIP_COLUMNS = [
+    "set",
+    "video_id",
+    "label",
+    "truth",
+    "off_topic_kind",
+    "answer",
+    "top_label",
+    "confidence",
+    "p_query",
+    "voiced_frames",
+    "seconds",
+]
+
+
+def _unit_hash(key: str, salt: str) -> float:
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def held_out(video_ids: Sequence[str], share: float) -> np.ndarray:
+    """Whether each video is held out of label-supervised training: a fixed ``share`` of the
+    videos, by a hash of the id alone (the same clips whatever else is in the data set)."""
+    if not 0.0 <= float(share) < 1.0:
+        raise SoundharvestError(f"calibration.holdout = {share!r}: give a share in [0, 1)")
+    return np.array([_unit_hash(str(v), "holdout") < share for v in video_ids], dtype=bool)
+
+
+def split_half(video_ids: Sequence[str]) -> np.ndarray:
+    """``True`` for the held-out clips that fit the calibration, ``False`` for those that test
+    it (a second hash, independent of :func:`held_out`'s)."""
+    return np.array([_unit_hash(str(v), "fit") < 0.5 for v in video_ids], dtype=bool)
+
+
+# --------------------------------------------------------------------------------------------
+# Temperature, threshold, calibration error
+# --------------------------------------------------------------------------------------------
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature``."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def nll(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of ``targets`` under ``softmax(logits / T)``."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.mean(logp[np.arange(len(z)), np.asarray(targets, dtype=np.int64)]))
+
+
+def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    """The temperature minimising the NLL of ``targets`` (Guo et al. 2017), searched on a log
+    grid from 0.01 to 100 and refined by golden-section search; 1.0 without data."""
+    if len(logits) == 0:
+        return 1.0
+    grid = np.exp(np.linspace(np.log(0.01), np.log(100.0), 81))
+    losses = [nll(logits, targets, t) for t in grid]
+    i = int(np.argmin(losses))
+    lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
+    g = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    for _ in range(40):
+        c, d = b - g * (b - a), a + g * (b - a)
+        if nll(logits, targets, np.exp(c)) < nll(logits, targets, np.exp(d)):
+            b = d
+        else:
+            a = c
+    return float(np.exp(0.5 * (a + b)))
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10
+) -> float:
+    """ECE: the mean over equal-width confidence bins of ``|accuracy - confidence|``, weighted by
+    the share of answers in each bin (Naeini et al. 2015; Guo et al. 2017). NaN without data."""
+    c = np.asarray(confidence, dtype=np.float64)
+    y = np.asarray(correct, dtype=np.float64)
+    if len(c) == 0:
+        return float("nan")
+    bins = np.minimum((c * n_bins).astype(np.int64), n_bins - 1)
+    err = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            err += sel.mean() * abs(y[sel].mean() - c[sel].mean())
+    return float(err)
+
+
+def choose_threshold(confidence: np.ndarray, quantile: float) -> float:
+    """The confidence below which the answer is ``unknown``: the ``quantile`` of the given
+    (on-topic) confidences, so that about that share of them is rejected; 0 without data."""
+    if not 0.0 <= float(quantile) < 1.0:
+        raise SoundharvestError(
+            f"calibration.on_topic_reject = {quantile!r}: give a share in [0, 1)"
+        )
+    c = np.asarray(confidence, dtype=np.float64)
+    if len(c) == 0 or quantile == 0:
+        return 0.0
+    return float(np.quantile(c, quantile, method="lower"))
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic off-topic clips
+# --------------------------------------------------------------------------------------------
+
+
+def synthetic_clips(
+    n_each: int = 5, seconds: float = 6.0, sample_rate: int = 16000, seed: int = 0
+) -> list[tuple[str, np.ndarray]]:
+    """Clips no model has met and none of which holds an instrument: digital silence and
+    near-silence, white noise, coloured (pink, brown) noise and speech-like babble, ``n_each``
+    of each, at levels from -40 to -10 dBFS RMS. ``(name, samples)`` pairs."""
+    from . import synth
+
+    rng = np.random.default_rng([int(seed), 21])
+    n = int(seconds * sample_rate)
+    out: list[tuple[str, np.ndarray]] = []
+    for i in range(n_each):
+        level = float(rng.uniform(-40.0, -10.0))
+        quiet = rng.standard_normal(n) * synth.db_to_gain(-95.0 + 5 * i)
+        out.append((f"silence-{i}", np.zeros(n) if i == 0 else quiet))
+        out.append((f"white-{i}", synth.scale_to_rms(rng.standard_normal(n), level)))
+        color = ("pink", "brown")[i % 2]
+        noise = synth.background_noise(rng, n, color, sample_rate)
+        out.append((f"{color}-{i}", synth.scale_to_rms(noise, level)))
+        speech = synth.speech_like(rng, n, sample_rate)
+        out.append((f"speech-{i}", synth.scale_to_rms(speech, level)))
+    order = {"silence": 0, "white": 1, "pink": 2, "brown": 2, "speech": 3}
+    return sorted(out, key=lambda t: (order[t[0].split("-")[0]], t[0]))
+
+
+# --------------------------------------------------------------------------------------------
+# The calibrate stage
+# --------------------------------------------------------------------------------------------
+
+
+def _truth_of(downloads: Path | None, video_id: str) -> dict[str, Any] | None:
+    if downloads is None:
+        return None
+    path = downloads / video_id / "truth.json"
+    return read_json(path) if path.is_file() else None
+
+
+def calibrate_file(
+    predictor_dir: Pathlike,
+    catalog_csv: Pathlike,
+    convert_dir: Pathlike,
+    out_json: Pathlike,
+    out_clips_tsv: Pathlike,
+    holdout: float = 0.2,
+    on_topic_reject: float = 0.1,
+    downloads: Pathlike | None = None,
+    n_synthetic: int = 5,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Rule ``calibrate``: fit a predictor's temperature and ``unknown`` threshold on held-out
+    training clips and measure it (see the module doc).
+
+    :param predictor_dir: ``results/predictor/<kind>/<model>`` (written by ``label_clusters``).
+    :param catalog_csv: the catalog: every clip's label, video id and status.
+    :param convert_dir: the convert stage's folder (``<video_id>.wav``, 16 kHz mono).
+    :param out_json: the calibration, ``calibration.json`` inside the predictor directory.
+    :param out_clips_tsv: one row per held-out and synthetic clip (:data:`CLIP_COLUMNS`).
+    :param holdout: the share of clips held out (the same as the training's).
+    :param on_topic_reject: the share of on-topic fit clips the threshold may reject.
+    :param downloads: the demo's download store, whose ``<id>/truth.json`` says which clips are
+        off-topic (validation only; ``None`` or absent files: no truth).
+    :param n_synthetic: synthetic clips of each kind (:func:`synthetic_clips`).
+    :return: the calibration dict written to ``out_json``.
+    """
+    from .acquire.catalog import read_catalog
+    from .predict import Predictor
+
+    pred = Predictor.load(predictor_dir, device=device, calibrated=False)
+    catalog = read_catalog(catalog_csv)
+    ok = catalog[catalog["status"] == "ok"].drop_duplicates("video_id")
+    ok = ok[ok["label"].isin(pred.labels)]
+    ids = ok["video_id"].astype(str).tolist()
+    keep = held_out(ids, holdout)
+    clips = ok[keep].reset_index(drop=True)
+    if clips.empty:
+        log.warning(
+            "%s: no held-out clip among %d (calibration.holdout = %s): temperature 1 and no "
+            "'unknown'; raise calibration.holdout or harvest more results",
+            catalog_csv,
+            len(ok),
+            holdout,
+        )
+    fit = split_half(clips["video_id"].astype(str).tolist())
+    store = Path(downloads) if downloads else None
+    label_id = {n: i for i, n in enumerate(pred.labels)}
+    rows, logits = [], []
+    for rec, is_fit in zip(clips.to_dict("records"), fit, strict=True):
+        vid = str(rec["video_id"])
+        wav = Path(convert_dir) / f"{vid}.wav"
+        scores = pred.score_file(wav)
+        truth = _truth_of(store, vid)
+        dominant = (truth or {}).get("dominant") or {}
+        kind = (truth or {}).get("off_topic_kind") if truth else ""
+        rows.append(
+            {
+                "set": "fit" if is_fit else "test",
+                "video_id": vid,
+                "label": rec["label"],
+                "truth": (dominant.get("label") or dominant.get("kind") or "") if truth else "",
+                "off_topic_kind": kind or ("" if truth is None else "on_topic"),
+                "voiced_frames": scores["voiced_frames"],
+                "seconds": scores["seconds"],
+            }
+        )
+        logits.append(scores["logits"])
+    table = pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in (
+        "answer", "top_label", "confidence", "p_query")])  # fmt: skip
+    voiced = table["voiced_frames"].to_numpy(dtype=np.int64) > 0
+    n_labels = len(pred.labels)
+    z = np.stack([lg if lg is not None else np.zeros(n_labels) for lg in logits]).reshape(
+        -1, n_labels
+    )
+    y = np.array([label_id[lab] for lab in table["label"]], dtype=np.int64)
+    fit_mask = (table["set"] == "fit").to_numpy() & voiced
+    temperature = fit_temperature(z[fit_mask], y[fit_mask])
+    p = softmax(z, temperature)
+    top = p.argmax(axis=1)
+    conf = p.max(axis=1)
+    has_truth = (table["off_topic_kind"] != "").any()
+    on_topic = (
+        (table["off_topic_kind"] == "on_topic").to_numpy()
+        if has_truth
+        else top == y  # without truth: the clips whose answer is their query label
+    )
+    threshold = choose_threshold(conf[fit_mask & on_topic], on_topic_reject)
+    table["top_label"] = [pred.labels[i] for i in top]
+    table["confidence"] = np.round(conf, 4)
+    table["p_query"] = np.round(p[np.arange(len(p)), y], 4)
+    table["answer"] = np.where(
+        ~voiced, SILENT, np.where(conf < threshold, UNKNOWN, table["top_label"])
+    )
+
+    # Synthetic off-topic clips: none holds an instrument.
+    synth_rows = []
+    for name, samples in synthetic_clips(n_synthetic, sample_rate=pred.sample_rate, seed=seed):
+        s = pred.score_samples(samples)
+        if s["logits"] is None:
+            answer, top_label, c = SILENT, "", float("nan")
+        else:
+            ps = softmax(s["logits"][None, :], temperature)[0]
+            top_label, c = pred.labels[int(ps.argmax())], float(ps.max())
+            answer = UNKNOWN if c < threshold else top_label
+        synth_rows.append(
+            {
+                "set": "synthetic",
+                "video_id": name,
+                "label": "",
+                "truth": name.split("-")[0],
+                "off_topic_kind": "synthetic",
+                "answer": answer,
+                "top_label": top_label,
+                "confidence": round(c, 4),
+                "p_query": float("nan"),
+                "voiced_frames": s["voiced_frames"],
+                "seconds": s["seconds"],
+            }
+        )
+    table = pd.concat([table, pd.DataFrame(synth_rows)], ignore_index=True)[CLIP_COLUMNS]
+    write_tsv(out_clips_tsv, table)
+
+    test = (table["set"] == "test").to_numpy()
+    test_voiced = test & (table["voiced_frames"].to_numpy() > 0)
+    n_real = len(z)
+    tv = test_voiced[:n_real]
+    rejected = table["answer"].isin([UNKNOWN, SILENT]).to_numpy()
+    figures = {
+        "ece": expected_calibration_error(conf[tv], top[tv] == y[tv]),
+        "ece_uncalibrated": expected_calibration_error(
+            softmax(z[tv], 1.0).max(axis=1), top[tv] == y[tv]
+        ),
+        "accuracy_query": float(np.mean(top[tv] == y[tv])) if tv.any() else float("nan"),
+        "n_fit": int(fit_mask.sum()),
+        "n_test": int(tv.sum()),
+        "synthetic_rejected": float(rejected[n_real:].mean()) if len(synth_rows) else None,
+    }
+    kinds = table["off_topic_kind"].to_numpy()
+    if has_truth:
+        on_t = test & (kinds == "on_topic")
+        off_t = test & ~np.isin(kinds, ["on_topic", "synthetic", ""])
+        open_set = off_t | (kinds == "synthetic")
+        figures |= {
+            "on_topic_rejected": float(rejected[on_t].mean()) if on_t.any() else float("nan"),
+            "off_topic_rejected": float(rejected[off_t].mean()) if off_t.any() else float("nan"),
+            # The issue's figure: off-topic test clips and the synthetic ones together.
+            "open_set_rejected": float(rejected[open_set].mean()),
+            "n_on_topic_test": int(on_t.sum()),
+            "n_off_topic_test": int(off_t.sum()),
+        }
+        for k in ("speech", "other_label", "silence"):
+            sel = test & (kinds == k)
+            if sel.any():
+                figures[f"rejected_{k}"] = float(rejected[sel].mean())
+        truth_lab = table["truth"].to_numpy()
+        inst = test & (kinds != "synthetic") & np.isin(truth_lab, pred.labels)
+        if inst.any():
+            figures["accuracy_truth"] = float(
+                np.mean(table["top_label"].to_numpy()[inst] == truth_lab[inst])
+            )
+    out = {
+        "temperature": round(float(temperature), 6),
+        "threshold": round(float(threshold), 6),
+        "holdout": float(holdout),
+        "on_topic_reject": float(on_topic_reject),
+        "threshold_from": "truth.json on-topic clips"
+        if has_truth
+        else "clips answered their label",
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
+    }
+    write_json(out_json, out)
+    log.info(
+        "calibrate %s: T = %.3f, unknown below %.3f; test ECE %.3f (uncalibrated %.3f) on %d clips",
+        Path(predictor_dir),
+        temperature,
+        threshold,
+        figures["ece"],
+        figures["ece_uncalibrated"],
+        figures["n_test"],
+    )
+    return out
+
+
+def read_calibration(path: Pathlike) -> Mapping[str, Any] | None:
+    """A predictor directory's calibration, or ``None`` when it has none."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    cal = read_json(p)
+    if not isinstance(cal, dict) or not {"temperature", "threshold"} <= set(cal):
+        raise SoundharvestError(
+            f"{p}: fields 'temperature' and 'threshold' missing; re-run calibrate"
+        )
+    return cal
