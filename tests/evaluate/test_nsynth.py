@@ -216,9 +216,69 @@ def test_render_eval_set_is_deterministic(tmp_path):
     files = sorted(
         p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
     )
-    assert len(files) == 7
+    assert len(files) == 8  # six notes, examples.json and provenance.json
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+NO_GMBANK = pytest.mark.skipif(
+    not synth.GMBANK.is_file(),
+    reason=f"{synth.GMBANK} is not installed (Debian's csound-soundfont: `apt-get install "
+    "--no-install-recommends csound-soundfont` as root; `make test` does it when it can)",
+)
+
+
+@NO_GMBANK
+def test_a_note_from_sf_gmbank_differs_from_the_default():
+    # Pan Flute (75): one of the programs whose samples the two banks do not share.
+    default = nsynth.render_note(75, 72, 100)
+    gmbank = nsynth.render_note(75, 72, 100, soundfont=synth.GMBANK)
+    assert synth.rms_db(default) > -40 and synth.rms_db(gmbank) > -40  # both sound
+    assert np.corrcoef(default, gmbank)[0, 1] < 0.9
+    assert np.array_equal(nsynth.render_note(75, 72, 100), default)  # no state carried over
+
+
+@NO_GMBANK
+def test_the_rendered_set_records_its_soundfont(tmp_path):
+    render_eval_set(tmp_path / "gm", ["flute"], 2, seed=0, soundfont=str(synth.GMBANK))
+    render_eval_set(tmp_path / "tim", ["flute"], 2, seed=0)
+    gm = json.loads((tmp_path / "gm" / nsynth.PROVENANCE).read_text())
+    tim = json.loads((tmp_path / "tim" / nsynth.PROVENANCE).read_text())
+    assert gm["soundfont"] == "sf_GMbank.sf2" and gm["soundfont_chosen_by"] == "eval_set.soundfont"
+    assert tim["soundfont"] == "TimGM6mb.sf2" and tim["soundfont_chosen_by"].startswith("default")
+    assert gm["soundfont_sha256"] != tim["soundfont_sha256"]
+    assert len(tim["soundfont_sha256"]) == 64
+    # the same notes, other audio
+    assert (tmp_path / "gm/examples.json").read_bytes() == (
+        tmp_path / "tim/examples.json"
+    ).read_bytes()
+    assert any(
+        (tmp_path / "gm/audio" / p.name).read_bytes() != p.read_bytes()
+        for p in (tmp_path / "tim/audio").iterdir()
+    )
+
+
+def test_silent_notes_are_listed_in_the_provenance(tmp_path):
+    # TimGM6mb's Whistle (78) has no sample above MIDI 78: its note at 80 renders silence.
+    frame = render_eval_set(tmp_path / "es", ["flute"], 6, pitches=[80], velocities=[100])
+    assert sorted(set(frame["instrument"])) == [74, 75, 76, 77, 78, 79]  # one note each
+    provenance = json.loads((tmp_path / "es" / nsynth.PROVENANCE).read_text())
+    assert provenance["silent_notes"] == ["flute_acoustic_078-080-100"]
+    assert not load_note(tmp_path / "es", "flute_acoustic_078-080-100").any()
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_a_soundfont"])
+def test_a_bad_soundfont_is_one_line_naming_the_key(tmp_path, kind):
+    path = tmp_path / "bank.sf2"
+    if kind == "not_a_soundfont":
+        path.write_bytes(b"RIFF\0\0\0\0sfbk" * 8)
+    with pytest.raises(SoundharvestError) as err:
+        render_eval_set(tmp_path / "es", ["flute"], 2, soundfont=path)
+    message = str(err.value)
+    assert message.startswith(f"eval_set.soundfont = '{path}': ") and "\n" not in message
+    assert ("no such file" if kind == "missing" else "not a readable SoundFont") in message
+    assert "sf_GMbank.sf2" in message  # the fix names the soundfont to use
+    assert not (tmp_path / "es").exists()
 
 
 def test_label_family_table():
