@@ -13,7 +13,7 @@ RESULTS = $(shell $(BIN)/python -c "import sys, yaml; d = {}; \
 	[d.update(yaml.safe_load(open(f)) or {}) for f in sys.argv[1:]]; \
 	print(d.get('results', 'results'))" config/config.yaml $(CONFIG))
 
-.PHONY: run test lint bench dag report clean
+.PHONY: run test lint gmbank bench dag report clean
 
 # Create or update the virtual environment whenever the pinned requirements change.
 $(STAMP): requirements.txt pyproject.toml
@@ -33,8 +33,21 @@ run: $(STAMP)
 	@echo "the summary tables are $(RESULTS)/summary.tsv and $(RESULTS)/summary_by_model.tsv,"
 	@echo "the catalog of videos $(RESULTS)/catalog.csv."
 
-test: lint
+test: lint gmbank
 	$(BIN)/python -m pytest
+
+# Debian's csound-soundfont (sf_GMbank.sf2), the second soundfont of config/gmbank.yaml and of
+# the cross-soundfont tests: installed when missing and possible (root and apt-get); never fails
+# the run (without it those tests skip, saying why).
+GMBANK := /usr/share/sounds/sf2/sf_GMbank.sf2
+APT_GMBANK = timeout 600 env DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Use-Pty=0 \
+	--no-install-recommends install csound-soundfont >/dev/null 2>&1
+gmbank:
+	@test -f $(GMBANK) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& echo "installing csound-soundfont ($(GMBANK)) with apt-get" \
+		&& { $(APT_GMBANK) || { timeout 300 apt-get -qq update >/dev/null 2>&1 && $(APT_GMBANK); }; } \
+		&& test -f $(GMBANK); } \
+		|| echo "note: $(GMBANK) is missing and could not be installed (that needs root, apt-get and a package registry): the cross-soundfont tests skip"
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -71,3 +71,35 @@ def test_context_architecture_needs_a_window_model_and_top_pooling():
     config["architectures"]["mlp"] = {"hidden": [16], "latent": 4, "context": 4}
     with pytest.raises(SoundharvestError, match=r"architectures\.mlp.*context"):
         validate_config(config)  # single frames only through the thesis' MLP
+
+
+def test_families8_overlay_renders_every_mapped_family_from_unheard_programs():
+    from soundharvest.evaluate.nsynth import eval_notes, families_of, load_label_families
+    from soundharvest.synth import training_programs
+
+    config = validate_config(
+        merged(*(ROOT / "config" / f for f in ("config.yaml", "best.yaml", "families8.yaml")))
+    )
+    e = config["eval_set"]
+    assert config["results"] == "results-best-families8"
+    table = load_label_families(ROOT / "resources" / "label_families.tsv")
+    mapped = set(families_of(config["labels"], table).values()) - {None}
+    assert sorted(e["families"]) == sorted(mapped) and len(mapped) == 8
+    examples = eval_notes(e["families"], e["notes_per_family"], e["programs"], config["seed"])
+    assert e["programs"] == "disjoint"
+    for family in e["families"]:
+        programs = {x["instrument"] for x in examples if x["instrument_family_str"] == family}
+        count = sum(x["instrument_family_str"] == family for x in examples)
+        assert count == e["notes_per_family"], family
+        assert len(programs) >= 3 and not programs & training_programs(), (family, programs)
+
+
+def test_gmbank_overlay_points_the_evaluation_set_at_sf_gmbank():
+    from soundharvest.synth import GMBANK
+
+    config = validate_config(
+        merged(*(ROOT / "config" / f for f in ("config.yaml", "best.yaml", "gmbank.yaml")))
+    )
+    assert config["eval_set"]["soundfont"] == str(GMBANK)
+    assert config["results"] == "results-best-gmbank"
+    assert validate_config(merged(ROOT / "config" / "config.yaml"))["eval_set"]["soundfont"] == ""

@@ -39,6 +39,16 @@ def test_soundfont_override_missing_file_is_a_clear_error(monkeypatch, tmp_path)
         synth.soundfont_path()
 
 
+def test_an_explicit_soundfont_wins_over_the_environment(monkeypatch, tmp_path):
+    default = synth.soundfont_path()
+    monkeypatch.setenv("SOUNDHARVEST_SOUNDFONT", str(tmp_path / "none.sf2"))
+    assert synth.soundfont_path(default) == default  # the parameter, not the override
+    with pytest.raises(SoundharvestError, match="SOUNDHARVEST_SOUNDFONT"):
+        synth.soundfont_path("")  # empty: the override, which is missing
+    with pytest.raises(SoundharvestError, match="General MIDI"):
+        synth.soundfont_path(tmp_path / "other.sf2")
+
+
 def test_render_is_deterministic_and_timed():
     notes = [Note(0.5, 1.0, 60, 90, 0), Note(0.5, 1.0, 64, 90, 0), Note(1.0, 1.0, 72, 80, 73)]
     a = synth.render_notes(notes, 3.0)

@@ -3,6 +3,8 @@
 The soundfont is ``TimGM6mb.sf2`` (a 6 MB sampled GM bank, GPL) that ships inside the
 ``pretty_midi`` wheel, so a fresh environment has it without any download. Notes are rendered
 with ``tinysoundfont`` (TinySoundFont's C code, no audio device) and turned into 16 kHz mono.
+An evaluation set may be rendered from another GM soundfont instead (``eval_set.soundfont``,
+e.g. Debian's ``sf_GMbank.sf2``, :data:`GMBANK`), to judge models on sounds of another bank.
 
 This module also holds the one table of GM programs used by the whole project
 (:data:`PROGRAMS`, :data:`LABEL_PROGRAMS`, :data:`ACCOMPANIMENT_PROGRAMS`): which NSynth family
@@ -155,7 +157,7 @@ PROGRAMS: dict[int, Program] = {
         _p(75, "Pan Flute", "flute", "acoustic", 60, 96),
         _p(76, "Blown Bottle", "flute", "acoustic", 60, 96),
         _p(77, "Shakuhachi", "flute", "acoustic", 55, 88),
-        _p(78, "Whistle", "flute", "acoustic", 72, 96),
+        _p(78, "Whistle", "flute", "acoustic", 72, 78),
         _p(79, "Ocarina", "flute", "acoustic", 60, 89),
         _p(80, "Lead 1 (square)", "synth_lead", "synthetic", 36, 96),
         _p(81, "Lead 2 (sawtooth)", "synth_lead", "synthetic", 36, 96),
@@ -265,15 +267,23 @@ def eval_programs(
 # Soundfont and rendering
 
 
-def soundfont_path() -> Path:
-    """Path of ``TimGM6mb.sf2`` inside the installed ``pretty_midi`` package.
+#: The one other soundfont this project uses (for a cross-soundfont evaluation set): Debian's
+#: ``csound-soundfont`` package installs it here (``apt-get install csound-soundfont``).
+GMBANK = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")
 
-    The environment variable ``SOUNDHARVEST_SOUNDFONT`` overrides it (any GM ``.sf2``; the
-    rendered audio then differs from the default's).
+
+def soundfont_path(soundfont: str | os.PathLike | None = None) -> Path:
+    """Path of the soundfont to render with.
+
+    In order: ``soundfont`` when given (not empty); else the environment variable
+    ``SOUNDHARVEST_SOUNDFONT`` (any GM ``.sf2``; the rendered audio then differs from the
+    default's); else ``TimGM6mb.sf2`` inside the installed ``pretty_midi`` package.
     """
     override = os.environ.get("SOUNDHARVEST_SOUNDFONT")
-    if override:
-        path = Path(override)
+    if soundfont:
+        path, fix = Path(soundfont), "give the path of a General MIDI .sf2"
+    elif override:
+        path, fix = Path(override), "fix or unset SOUNDHARVEST_SOUNDFONT"
     else:
         try:
             import pretty_midi
@@ -281,9 +291,9 @@ def soundfont_path() -> Path:
             raise SoundharvestError(
                 "demo: the soundfont ships with pretty_midi; install it (pip install pretty_midi)"
             ) from None
-        path = Path(pretty_midi.__file__).parent / SOUNDFONT_NAME
+        path, fix = Path(pretty_midi.__file__).parent / SOUNDFONT_NAME, "reinstall pretty_midi"
     if not path.is_file():
-        raise SoundharvestError(f"{path}: soundfont not found; reinstall pretty_midi")
+        raise SoundharvestError(f"{path}: soundfont not found; {fix}")
     return path
 
 
@@ -295,7 +305,21 @@ def _soundfont(path: str):
         raise SoundharvestError(
             "demo: tinysoundfont is missing; install it with pip install --no-deps tinysoundfont"
         ) from None
-    return tsf, tsf.SoundFont(path)
+    try:
+        return tsf, tsf.SoundFont(path)
+    except RuntimeError as e:  # TinySoundFont's "Could not load SoundFont file: ..."
+        reason = " ".join(str(e).split())
+        raise SoundharvestError(f"{path}: not a readable SoundFont 2 file ({reason})") from None
+
+
+def load_soundfont(soundfont: str | os.PathLike | None = None) -> Path:
+    """Check that the soundfont :func:`soundfont_path` picks exists and loads; return its path.
+
+    :raises SoundharvestError: one line naming the file, if it is missing or not a SoundFont.
+    """
+    path = soundfont_path(soundfont)
+    _soundfont(str(path))
+    return path
 
 
 @dataclass(frozen=True)
@@ -315,6 +339,7 @@ def render_notes(
     sample_rate: int = SAMPLE_RATE,
     gain_db: float = 0.0,
     max_voices: int = 96,
+    soundfont: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """Render notes with the soundfont to mono float64 at ``sample_rate``.
 
@@ -329,8 +354,10 @@ def render_notes(
         :data:`RENDER_RATE`) and is decimated.
     :param gain_db: TinySoundFont's global gain.
     :param max_voices: voices before the oldest is stolen (chords with long releases need ~50).
+    :param soundfont: the ``.sf2`` to play (see :func:`soundfont_path`; None or empty: the
+        ``SOUNDHARVEST_SOUNDFONT`` override or the default TimGM6mb).
     """
-    tsf, base = _soundfont(str(soundfont_path()))
+    tsf, base = _soundfont(str(soundfont_path(soundfont)))
     rate = 2 * sample_rate
     n_out = int(round(seconds * sample_rate))
     n = 2 * n_out

@@ -15,10 +15,12 @@ from soundharvest.evaluate import nsynth
 from soundharvest.evaluate.nsynth import (
     NOTE_SAMPLES,
     NSYNTH_FAMILIES,
+    eval_notes,
     load_label_families,
     load_note,
     read_nsynth,
     render_eval_set,
+    render_note,
     validate_nsynth,
     write_nsynth,
 )
@@ -216,9 +218,83 @@ def test_render_eval_set_is_deterministic(tmp_path):
     files = sorted(
         p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
     )
-    assert len(files) == 7
+    assert len(files) == 8  # six notes, examples.json and provenance.json
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+NO_GMBANK = pytest.mark.skipif(
+    not synth.GMBANK.is_file(),
+    reason=f"{synth.GMBANK} is not installed (Debian's csound-soundfont: `apt-get install "
+    "--no-install-recommends csound-soundfont` as root; `make test` does it when it can)",
+)
+
+
+@NO_GMBANK
+def test_a_note_from_sf_gmbank_differs_from_the_default():
+    # Pan Flute (75): one of the programs whose samples the two banks do not share.
+    default = nsynth.render_note(75, 72, 100)
+    gmbank = nsynth.render_note(75, 72, 100, soundfont=synth.GMBANK)
+    assert synth.rms_db(default) > -40 and synth.rms_db(gmbank) > -40  # both sound
+    assert np.corrcoef(default, gmbank)[0, 1] < 0.9
+    assert np.array_equal(nsynth.render_note(75, 72, 100), default)  # no state carried over
+
+
+@NO_GMBANK
+def test_the_rendered_set_records_its_soundfont(tmp_path):
+    render_eval_set(tmp_path / "gm", ["flute"], 2, seed=0, soundfont=str(synth.GMBANK))
+    render_eval_set(tmp_path / "tim", ["flute"], 2, seed=0)
+    gm = json.loads((tmp_path / "gm" / nsynth.PROVENANCE).read_text())
+    tim = json.loads((tmp_path / "tim" / nsynth.PROVENANCE).read_text())
+    assert gm["soundfont"] == "sf_GMbank.sf2" and gm["soundfont_chosen_by"] == "eval_set.soundfont"
+    assert tim["soundfont"] == "TimGM6mb.sf2" and tim["soundfont_chosen_by"].startswith("default")
+    assert gm["soundfont_sha256"] != tim["soundfont_sha256"]
+    assert len(tim["soundfont_sha256"]) == 64
+    # the same notes, other audio
+    assert (tmp_path / "gm/examples.json").read_bytes() == (
+        tmp_path / "tim/examples.json"
+    ).read_bytes()
+    assert any(
+        (tmp_path / "gm/audio" / p.name).read_bytes() != p.read_bytes()
+        for p in (tmp_path / "tim/audio").iterdir()
+    )
+
+
+def test_silent_notes_are_listed_in_the_provenance(tmp_path):
+    # TimGM6mb's Alto Sax (65) has no sample for MIDI 64 at velocity 25: that note is silence.
+    frame = render_eval_set(
+        tmp_path / "es", ["reed"], 8, programs="overlap", pitches=[64], velocities=[25]
+    )
+    assert 65 in set(frame["instrument"])
+    provenance = json.loads((tmp_path / "es" / nsynth.PROVENANCE).read_text())
+    assert provenance["silent_notes"] == ["reed_acoustic_065-064-025"]
+    assert not load_note(tmp_path / "es", "reed_acoustic_065-064-025").any()
+
+
+def test_the_default_evaluation_notes_all_sound():
+    # Instrument ranges follow what the soundfont really plays: the Whistle (78) has no sample
+    # above MIDI 78, and 18 of the default set's 120 flute notes used to be digital silence.
+    examples = eval_notes(["guitar", "vocal", "organ", "flute"], 120, "disjoint", seed=0)
+    silent = [
+        e["note_str"]
+        for e in examples
+        if not np.abs(render_note(e["instrument"], e["pitch"], e["velocity"])).max()
+    ]
+    assert len(examples) == 480 and silent == []
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_a_soundfont"])
+def test_a_bad_soundfont_is_one_line_naming_the_key(tmp_path, kind):
+    path = tmp_path / "bank.sf2"
+    if kind == "not_a_soundfont":
+        path.write_bytes(b"RIFF\0\0\0\0sfbk" * 8)
+    with pytest.raises(SoundharvestError) as err:
+        render_eval_set(tmp_path / "es", ["flute"], 2, soundfont=path)
+    message = str(err.value)
+    assert message.startswith(f"eval_set.soundfont = '{path}': ") and "\n" not in message
+    assert ("no such file" if kind == "missing" else "not a readable SoundFont") in message
+    assert "sf_GMbank.sf2" in message  # the fix names the soundfont to use
+    assert not (tmp_path / "es").exists()
 
 
 def test_label_family_table():

@@ -43,6 +43,21 @@ def test_summary_groups_seeds_and_gives_their_spread(tmp_path):
             }
         ),
     )
+    probes = []
+    for i, model in enumerate(nmi):
+        probes.append(tmp_path / f"{model}.probe.tsv")
+        write_tsv(
+            probes[-1],
+            pd.DataFrame(
+                {
+                    "kind": ["stft"],
+                    "model": [model],
+                    "probe_accuracy": [0.7 + 0.1 * i if model != "raw" else 0.55],
+                    "probe_accuracy_fold_std": [0.05],
+                    "probe_balanced_accuracy": [0.6 + 0.1 * i if model != "raw" else 0.5],
+                }
+            ),
+        )
     instances = {f"acai-s{s}": ("acai", s) for s in range(3)}
     summary = summary_file(
         {key: f[0] for key, f in files.items()},
@@ -52,7 +67,12 @@ def test_summary_groups_seeds_and_gives_their_spread(tmp_path):
         score_tsvs=[scores],
         instances=instances,
         by_model_tsv=tmp_path / "by_model.tsv",
+        probe_tsvs=probes,
     )
+    rows = pd.read_csv(tmp_path / "summary.tsv", sep="\t").set_index("model")
+    assert rows.loc["acai-s2", "probe_accuracy"] == pytest.approx(0.9)
+    assert rows.loc["raw", "probe_balanced_accuracy"] == pytest.approx(0.5)
+    assert "probe_accuracy_fold_std" not in rows  # the fold spread stays in the probe tables
     assert list(summary["base_model"]) == ["acai"] * 3 + ["raw"]
     assert list(summary["seed"].astype("object")) == [0, 1, 2, pd.NA]
     by = pd.read_csv(tmp_path / "by_model.tsv", sep="\t").set_index("model")
@@ -62,6 +82,10 @@ def test_summary_groups_seeds_and_gives_their_spread(tmp_path):
     assert by.loc["acai", "ari@k=4"] == pytest.approx(0.20)
     assert by.loc["acai", "accuracy"] == pytest.approx(0.6)
     assert by.loc["acai", "accuracy_std"] == pytest.approx(0.1)
+    assert by.loc["acai", "probe_accuracy"] == pytest.approx(0.8)  # mean of .7 .8 .9
+    assert by.loc["acai", "probe_accuracy_std"] == pytest.approx(0.1)
+    assert by.loc["acai", "probe_balanced_accuracy"] == pytest.approx(0.7)
+    assert by.loc["raw", "probe_accuracy"] == pytest.approx(0.55)
     assert by.loc["acai", "mean_nmi@k<=100"] == pytest.approx((0.2 * 8 + 0.4) / 9, abs=1e-4)
     # a baseline is one run: a mean without a spread
     assert by.loc["raw", "n_seeds"] == 0

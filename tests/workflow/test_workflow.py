@@ -197,6 +197,23 @@ def test_weak_recogniser_answers_through_its_head_and_calibration(tiny_run):
     assert res["answer"] in {*pred.labels, "unknown"} and res["calibrated"] is True
 
 
+def test_summary_has_the_linear_probe_of_every_model_and_baseline(tiny_run):
+    summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
+    by = pd.read_csv(tiny_run / "results" / "summary_by_model.tsv", sep="\t")
+    for table in (summary, by):
+        for col in ("probe_accuracy", "probe_balanced_accuracy"):
+            assert table[col].between(0, 1).all() and table[col].notna().all(), col
+    assert "probe_accuracy_std" in by
+    probe = pd.read_csv(tiny_run / "results/probe/stft/raw.tsv", sep="\t").iloc[0]
+    assert probe["folds"] == 5 and probe["n_classes"] == 2 and probe["n_notes"] == 16
+    raw = summary[(summary["kind"] == "stft") & (summary["model"] == "raw")].iloc[0]
+    assert raw["probe_accuracy"] == probe["probe_accuracy"]
+    # two families (flute, organ): the k-means metrics are at k = 2, not at the thesis' 4
+    assert "nmi@k=2" in summary and "nmi@k=4" not in summary
+    provenance = json.loads((tiny_run / "results/eval_set/provenance.json").read_text())
+    assert provenance["soundfont"] == "TimGM6mb.sf2"
+
+
 def test_training_seeds_give_one_model_per_seed_and_a_spread(tiny_copy):
     """Two training seeds, and notes pooled over their loud frames (evaluation.pool: mean)."""
     config = yaml.safe_load((tiny_copy / "config.yaml").read_text())

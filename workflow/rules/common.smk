@@ -239,6 +239,12 @@ def pooled_frames():
     }
 
 
+def probe_seed():
+    """The linear probe's fold seed: `probe.seed`, else the run's `seed`."""
+    seed = config["probe"]["seed"]
+    return config["seed"] if seed is None else seed
+
+
 def model_weights(wildcards):
     if wildcards.model in BASELINES:
         return []

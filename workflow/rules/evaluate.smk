@@ -151,6 +151,31 @@ rule elbow:
         "../scripts/elbow.py"
 
 
+rule probe:
+    input:
+        codes=f"{R}/embed/{{kind}}/{{model}}.npy",
+        notes=f"{R}/eval_frames/{{kind}}.notes.tsv",
+    output:
+        f"{R}/probe/{{kind}}/{{model}}.tsv",
+    log:
+        f"{LOGS}/probe/{{kind}}/{{model}}.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        kind=lambda wildcards: wildcards.kind,
+        model=lambda wildcards: wildcards.model,
+        folds=config["probe"]["folds"],
+        seed=probe_seed(),
+        C=config["probe"]["C"],
+        max_iter=config["probe"]["max_iter"],
+    script:
+        "../scripts/probe.py"
+
+
 rule metrics_figure:
     input:
         sweeps=expand(
@@ -215,6 +240,9 @@ rule summary:
         ),
         scores=expand(
             f"{R}/scores/{{kind}}/{{model}}.tsv", kind=KINDS, model=PREDICTORS
+        ),
+        probes=expand(
+            f"{R}/probe/{{kind}}/{{model}}.tsv", kind=KINDS, model=MODELS + BASELINES
         ),
     output:
         summary=report(

@@ -1,4 +1,5 @@
-"""Rule eval_set: render an NSynth-format evaluation set from the soundfont."""
+"""Rule eval_set: render an NSynth-format evaluation set from the soundfont
+(eval_set.soundfont, or the default), recorded in its provenance.json."""
 
 from soundharvest.evaluate.nsynth import render_eval_set
 from soundharvest.io import run_logged
@@ -12,4 +13,5 @@ run_logged(
     e["notes_per_family"],
     programs=e["programs"],
     seed=snakemake.params.seed,
+    soundfont=e["soundfont"],
 )

@@ -18,4 +18,5 @@ run_logged(
     instances=snakemake.params.instances,
     by_model_tsv=snakemake.output.by_model,
     supervision=snakemake.params.supervision,
+    probe_tsvs=list(snakemake.input.probes),
 )

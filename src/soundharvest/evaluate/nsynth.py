@@ -8,13 +8,16 @@ An NSynth directory (``nsynth-test``, ``nsynth-valid``, or one rendered here) ho
 :func:`render_eval_set` renders such a directory from the GM soundfont with NSynth's
 conventions (MIDI pitch 21-108, velocities 25/50/75/100/127, several instruments per family),
 from programs the ``demo`` training data never used (``programs="disjoint"``) or from all of a
-family's programs (``"overlap"``).
+family's programs (``"overlap"``), with the default TimGM6mb or another GM ``.sf2``
+(``soundfont``); :data:`PROVENANCE` beside examples.json says which.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -31,6 +34,8 @@ from ..audio import wav_header_problem, write_wav_file
 from ..io import Pathlike, SoundharvestError, plain_mode, read_json, write_json
 from ..synth import NSYNTH_FAMILIES, NSYNTH_SOURCES, PROGRAMS, Note
 
+log = logging.getLogger("soundharvest.evaluate")
+
 __all__ = [
     "NSYNTH_FAMILIES",
     "NSYNTH_SOURCES",
@@ -43,6 +48,8 @@ __all__ = [
     "load_note",
     "write_nsynth",
     "render_eval_set",
+    "soundfont_provenance",
+    "PROVENANCE",
     "load_label_families",
 ]
 
@@ -91,6 +98,9 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
 
 #: Columns of :func:`read_nsynth`'s frame, in order (the fields, then the wav's path).
 COLUMNS = list(REQUIRED_FIELDS) + ["path"]
+
+#: The file beside examples.json that says how a rendered set was made (its soundfont).
+PROVENANCE = "provenance.json"
 
 #: How many problems :func:`read_nsynth` prints before summarising the rest.
 _MAX_SHOWN = 20
@@ -278,7 +288,10 @@ def _as_pcm16(audio: np.ndarray, name: str) -> np.ndarray:
 
 
 def write_nsynth(
-    directory: Pathlike, examples: Sequence[dict[str, Any]], audios: Sequence[np.ndarray]
+    directory: Pathlike,
+    examples: Sequence[dict[str, Any]],
+    audios: Sequence[np.ndarray],
+    provenance: dict[str, Any] | None = None,
 ) -> None:
     """Write an NSynth directory atomically (built under a temporary name, then renamed).
 
@@ -286,6 +299,8 @@ def write_nsynth(
         fields are kept); keyed in examples.json by their ``note_str``.
     :param audios: one array per note, 64,000 samples: int16, or float in [-1, 1] (stored as
         ``round(x * 32768)``, so floats that are multiples of 1/32768 read back exactly).
+    :param provenance: how the set was made (e.g. :func:`render_eval_set`'s soundfont), written
+        beside examples.json as :data:`PROVENANCE` (readers of NSynth ignore it); None: none.
     :raises SoundharvestError: if a note is malformed or two notes share a ``note_str``.
     """
     directory = Path(directory)
@@ -313,6 +328,8 @@ def write_nsynth(
             pcm = _as_pcm16(audio, ex["note_str"])
             write_wav_file(tmp / "audio" / f"{ex['note_str']}.wav", pcm, SAMPLE_RATE)
         write_json(tmp / "examples.json", table)
+        if provenance is not None:
+            write_json(tmp / PROVENANCE, provenance)
         _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -416,13 +433,19 @@ def eval_notes(
     return examples
 
 
-def render_note(program: int, pitch: int, velocity: int) -> np.ndarray:
+def render_note(
+    program: int, pitch: int, velocity: int, soundfont: Pathlike | None = None
+) -> np.ndarray:
     """One NSynth-style note: held :data:`HOLD_SECONDS`, released, 4 s in all, float64.
 
     Levels follow the soundfont and the velocity (no per-note normalisation, as in NSynth);
     a note that would clip is scaled to a peak of 0.99.
+
+    :param soundfont: the GM ``.sf2`` (None or empty: the default, see
+        :func:`soundharvest.synth.soundfont_path`).
     """
-    x = synth.render_notes([Note(0.0, HOLD_SECONDS, pitch, velocity, program)], NOTE_SECONDS)
+    note = Note(0.0, HOLD_SECONDS, pitch, velocity, program)
+    x = synth.render_notes([note], NOTE_SECONDS, soundfont=soundfont)
     peak = float(np.max(np.abs(x)))
     return x * (0.99 / peak) if peak > 0.99 else x
 
@@ -436,6 +459,7 @@ def render_eval_set(
     pitches: Iterable[int] | None = None,
     velocities: Iterable[int] = NSYNTH_VELOCITIES,
     exclude: Iterable[int] = (),
+    soundfont: Pathlike | None = None,
 ) -> pd.DataFrame:
     """Render an NSynth-format evaluation set from the soundfont into ``directory``.
 
@@ -450,16 +474,72 @@ def render_eval_set(
     :param velocities: NSynth's 25, 50, 75, 100, 127 by default.
     :param exclude: more GM programs to keep out of a disjoint set (see
         :func:`soundharvest.synth.eval_programs`).
+    :param soundfont: the GM ``.sf2`` to render from (``eval_set.soundfont``); None or empty:
+        the default TimGM6mb (or ``$SOUNDHARVEST_SOUNDFONT``). Which one made the notes is
+        recorded in ``directory``/:data:`PROVENANCE` (:func:`soundfont_provenance`), with the
+        notes that came out silent (a soundfont without a sample for that key).
     :return: the notes, as :func:`read_nsynth` returns them.
+    :raises SoundharvestError: one line naming ``eval_set.soundfont`` if that file is missing
+        or is not a SoundFont.
     """
+    if soundfont:
+        _check_soundfont(soundfont)
     exclude = list(exclude)
     examples = eval_notes(families, notes_per_family, programs, seed, pitches, velocities, exclude)
     audios = [
-        synth.to_pcm16(render_note(ex["instrument"], ex["pitch"], ex["velocity"]))
+        synth.to_pcm16(render_note(ex["instrument"], ex["pitch"], ex["velocity"], soundfont))
         for ex in examples
     ]
-    write_nsynth(directory, examples, audios)
+    silent = [ex["note_str"] for ex, a in zip(examples, audios, strict=True) if not np.any(a)]
+    if silent:
+        log.warning(
+            "%d of %d notes are silent (the soundfont has no sample for their key), e.g. %s",
+            len(silent),
+            len(examples),
+            ", ".join(silent[:3]),
+        )
+    provenance = {**soundfont_provenance(soundfont), "silent_notes": silent}
+    write_nsynth(directory, examples, audios, provenance=provenance)
     return read_nsynth(directory)
+
+
+def _check_soundfont(soundfont: Pathlike) -> None:
+    """A one-line error naming ``eval_set.soundfont`` unless ``soundfont`` is a loadable .sf2."""
+    where = f"eval_set.soundfont = {str(soundfont)!r}"
+    fix = (
+        f"set it to a General MIDI .sf2 (e.g. {synth.GMBANK}, from Debian's csound-soundfont) "
+        'or to "" for the default TimGM6mb'
+    )
+    if not Path(soundfont).is_file():
+        raise SoundharvestError(f"{where}: no such file; {fix}")
+    try:
+        synth.load_soundfont(soundfont)
+    except SoundharvestError:
+        raise SoundharvestError(f"{where}: not a readable SoundFont 2 file; {fix}") from None
+
+
+def soundfont_provenance(soundfont: Pathlike | None = None) -> dict[str, Any]:
+    """What identifies the soundfont a set is rendered from: its file name, path, size and
+    SHA-256, and where the choice came from (``eval_set.soundfont``, the
+    ``SOUNDHARVEST_SOUNDFONT`` override or the default that ships with pretty_midi)."""
+    path = synth.soundfont_path(soundfont)
+    if soundfont:
+        chosen_by = "eval_set.soundfont"
+    elif os.environ.get("SOUNDHARVEST_SOUNDFONT"):
+        chosen_by = "SOUNDHARVEST_SOUNDFONT"
+    else:
+        chosen_by = "default (pretty_midi)"
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {
+        "soundfont": path.name,
+        "soundfont_path": str(path.resolve()),
+        "soundfont_bytes": path.stat().st_size,
+        "soundfont_sha256": digest.hexdigest(),
+        "soundfont_chosen_by": chosen_by,
+    }
 
 
 # --------------------------------------------------------------------------------------------

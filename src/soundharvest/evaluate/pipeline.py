@@ -202,11 +202,14 @@ def summary_file(
     instances: Mapping[str, tuple[str, int]] | None = None,
     by_model_tsv: Pathlike | None = None,
     supervision: Mapping[str, str] | None = None,
+    probe_tsvs: Sequence[Pathlike] = (),
 ) -> pd.DataFrame:
     """One row per (kind, model): metrics at k = number of families and at each elbow, and,
     from ``score_tsvs`` (:func:`soundharvest.predict.score_eval_file`), the accuracy of the
     cluster -> label model on the evaluation notes.
 
+    :param n_families: the number of evaluated families (``len(eval_set.families)``): the k
+        of the ``<metric>@k=<n>`` columns.
     :param instances: model instance -> (configured model, training seed), for models trained
         with several seeds (e.g. ``"acai-s1" -> ("acai", 1)``); other models are their own
         group with no seed.
@@ -253,6 +256,10 @@ def summary_file(
         keep = [c for c in keep if c in scores]
         scores = scores[keep].rename(columns={"k": "predictor_k"})
         summary = summary.merge(scores, on=["kind", "model"], how="left")
+    if probe_tsvs:
+        probes = pd.concat([pd.read_csv(p, sep="\t") for p in probe_tsvs], ignore_index=True)
+        probes = probes[["kind", "model", *PROBE_METRICS]]
+        summary = summary.merge(probes, on=["kind", "model"], how="left")
     summary["seed"] = summary["seed"].astype("Int64")
     write_tsv(out_tsv, summary)
     if by_model_tsv is not None:
@@ -266,19 +273,25 @@ CALIBRATION_COLUMNS = ("ece", "on_topic_rejected", "open_set_rejected", "synthet
 #: Columns of :func:`summarize_seeds`: the issue's comparison across training seeds.
 SEED_METRICS = ("purity", "nmi", "ari")
 
+#: The linear probe's columns in the summary tables (:mod:`.probe`).
+PROBE_METRICS = ("probe_accuracy", "probe_balanced_accuracy")
+
 
 def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean and sample standard deviation over training seeds, per (kind, configured model).
 
     Columns: ``kind, model, n_seeds`` (and ``supervision`` where the table has it), then
     ``<metric>`` and ``<metric>_std`` for purity, NMI and ARI at k = number of families, their
-    means over k <= 100, and the accuracy of the cluster -> label model (where scored). A model
+    means over k <= 100, the accuracy of the cluster -> label model (where scored) and of the
+    linear probe (:data:`PROBE_METRICS`, where probed). A model
     with one seed (or a baseline) has std NaN: a spread needs at least two runs.
     """
     at = [c for c in summary.columns if c.startswith(tuple(f"{m}@k=" for m in SEED_METRICS))]
     at = [c for c in at if "<=" not in c]
     means = [f"mean_{m}@k<=100" for m in SEED_METRICS if f"mean_{m}@k<=100" in summary]
-    scored = ("accuracy", "balanced_accuracy", "closed_accuracy", *CALIBRATION_COLUMNS)
+    scored = (
+        "accuracy", "balanced_accuracy", "closed_accuracy", *PROBE_METRICS, *CALIBRATION_COLUMNS
+    )  # fmt: skip
     cols = at + means + [c for c in scored if c in summary]
     rows = []
     for (kind, base), grp in summary.groupby(["kind", "base_model"], sort=False):
