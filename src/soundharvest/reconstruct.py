@@ -294,9 +294,12 @@ def reconstruction_file(
             from .models import context_of
             from .train import load_model
 
-            net, _ = load_model(weights)
+            net, wmeta = load_model(weights)
             if context_of(net)[0] > 1:  # encodes windows; its decoder never learned a frame
                 log.info("reconstruction: %s (%s) encodes windows of frames: skipped", name, kind)
+                continue
+            if wmeta.get("model_type") == "classifier":  # a head, no decoder
+                log.info("reconstruction: %s (%s) is a classifier: skipped", name, kind)
                 continue
             nets[(kind, name)] = net
     versions = ["original", *features]
