@@ -265,6 +265,7 @@ def sweep_chunks(wildcards):
 def get_final_output():
     """What a plain `snakemake` builds: the catalog, the summary and every figure."""
     out = [f"{R}/catalog.csv", f"{R}/summary.tsv", f"{R}/reconstruction/summary.tsv"]
+    out.append(f"{R}/report/overview.html")  # the report's first screen
     evaluation = config["evaluation"]
     for kind in KINDS:
         out.append(f"{R}/figures/{kind}/metrics_vs_k.png")
