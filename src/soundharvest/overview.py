@@ -35,7 +35,15 @@ RANKING = ("probe_accuracy", "accuracy", "nmi@k={k}", "purity@k={k}")
 #: Shown after the ``probe_*`` columns, in this order, where present.
 SHOWN = ("nmi@k={k}", "purity@k={k}", "accuracy", "balanced_accuracy", "closed_accuracy")
 
-_ID_COLUMNS = ("kind", "model", "base_model", "seed", "n_seeds", "supervision", "predictor_k")
+#: Snakemake's report centres its first screen vertically, which cuts off the top of a
+#: description taller than the window, and keeps it narrow (max-w-lg): start it at the top and
+#: give the table room. Scoped with :has() to the screen that holds this fragment.
+_STYLE = """<style>
+div.h-screen.overflow-auto:has(#soundharvest-overview) { align-items: flex-start; }
+.prose:has(#soundharvest-overview) { max-width: 62rem; }
+#summary-table { font-size: 0.85em; }
+#best-confusion img { max-width: 100%; }
+</style>"""
 
 
 def _n_families(columns) -> int | None:
@@ -160,7 +168,7 @@ def overview_html(
     best = best_model(by_model, confusion, summary)
     e = html.escape
 
-    parts = ['<div id="soundharvest-overview">', "<h2>Result</h2>"]
+    parts = [_STYLE, '<div id="soundharvest-overview">', "<h2>Result</h2>"]
     if best is None:
         parts.append(f'<p id="best-model">No model has a value of {e(rank)} yet.</p>')
     else:
@@ -209,7 +217,7 @@ def overview_html(
             f"evaluation notes ({e(best['kind'])} features)."
         )
         parts.append(
-            f'<figure id="best-confusion"><img alt="{caption}" style="max-width:100%" '
+            f'<figure id="best-confusion"><img alt="{caption}" '
             f'src="data:image/png;base64,{data}"/><figcaption>{caption}</figcaption></figure>'
         )
     parts.append(
