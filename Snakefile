@@ -13,10 +13,14 @@
 
 from snakemake.utils import min_version
 
+from soundharvest.config import default_configfile
+
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The working directory's config/config.yaml, else (with no --configfile) the one beside this
+# Snakefile: `snakemake --directory DIR` alone runs the default config in DIR.
+configfile: default_configfile(".", workflow.overwrite_configfiles, workflow.basedir)
 
 
 report: "workflow/report/workflow.rst"
@@ -39,6 +43,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -93,3 +93,22 @@ def test_console_script_and_registry(made):
     assert exe, "the soundharvest console script is not installed in this environment"
     proc = subprocess.run([exe, "inspect", str(made["shard"])], capture_output=True, text=True)
     assert proc.returncode == 0 and "label" in proc.stdout
+
+
+def test_version_and_help_of_the_installed_command():
+    """The console script answers --version, and no help text shows reStructuredText markup."""
+    from importlib.metadata import version
+
+    import soundharvest
+
+    exe = Path(sys.executable).with_name("soundharvest")
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"soundharvest {version('soundharvest')}"
+    assert version("soundharvest") == soundharvest.__version__
+    for args in ([], ["inspect"], ["predict"]):
+        text = subprocess.run(
+            [str(exe), *args, "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "usage: soundharvest" in text
+        for markup in ("``", ":class:", ":func:", ":param", ".. "):
+            assert markup not in text, (args, markup)

@@ -103,3 +103,56 @@ def test_gmbank_overlay_points_the_evaluation_set_at_sf_gmbank():
     assert config["eval_set"]["soundfont"] == str(GMBANK)
     assert config["results"] == "results-best-gmbank"
     assert validate_config(merged(ROOT / "config" / "config.yaml"))["eval_set"]["soundfont"] == ""
+
+
+def test_a_typo_in_a_model_entry_names_the_model_the_key_and_the_fix():
+    config = merged(ROOT / "config" / "config.yaml")
+    config["models"]["acai"]["batch_sise"] = 64
+    with pytest.raises(SoundharvestError) as info:
+        validate_config(config)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "models.acai" in message and "'batch_sise'" in message
+    assert "did you mean 'batch_size'?" in message
+    del config["models"]["acai"]["batch_sise"]
+    config["models"]["ae"]["colour"] = "blue"  # nothing close: the allowed keys are listed
+    with pytest.raises(SoundharvestError, match=r"models\.ae: unknown key 'colour' \(remove it\)"):
+        validate_config(config)
+
+
+def test_model_keys_come_from_the_schema(tmp_path):
+    """A key the schema gains for a new model type is accepted without touching the code."""
+    from soundharvest.config import SCHEMA, load_schema, model_keys
+
+    schema = load_schema()
+    entry = schema["properties"]["models"]["additionalProperties"]
+    entry["properties"]["margin"] = {"type": "string", "enum": ["hinge", "soft"]}
+    entry["properties"]["type"]["enum"].append("ranker")
+    entry["allOf"] = [{"if": {"properties": {"type": {"const": "ranker"}}},
+                       "then": {"properties": {"margin_q": {"type": "number"}}}}]  # fmt: skip
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(schema), encoding="utf-8")
+    assert {"margin", "margin_q"} <= model_keys(load_schema(path))
+    assert "margin" not in model_keys(load_schema(SCHEMA))
+    assert {"loss", "gce_q"} <= model_keys(load_schema(SCHEMA))  # the classifier's, shipped
+    config = merged(ROOT / "config" / "config.yaml")
+    config["models"]["rnk"] = {
+        "type": "ranker", "architecture": "thesis", "frames": 10, "margin": "soft", "margin_q": 0.7
+    }  # fmt: skip
+    assert validate_config(config, path)["models"]["rnk"]["margin"] == "soft"
+    config["models"]["rnk"]["margin_qq"] = 0.7
+    with pytest.raises(SoundharvestError, match=r"models\.rnk: .*'margin_qq'.*'margin_q'"):
+        validate_config(config, path)
+
+
+def test_an_absolute_results_path_says_what_to_run_instead():
+    config = merged(ROOT / "config" / "config.yaml")
+    config["results"] = "/tmp/elsewhere"
+    with pytest.raises(SoundharvestError) as info:
+        validate_config(config)
+    message = str(info.value)
+    assert "\n" not in message and "config: results = '/tmp/elsewhere'" in message
+    assert (
+        "--directory DIR" in message
+        and f"--configfile {ROOT / 'config' / 'config.yaml'}" in message
+    )

@@ -12,6 +12,7 @@ sparkline, or as a PNG with ``--png``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -205,12 +206,28 @@ _HELP = {
 }
 
 
+#: The first line of ``--help``: plain text (the module docstring is reStructuredText).
+DESCRIPTION = (
+    "soundharvest: look at what the workflow's stages made (inspect), or label audio files "
+    "with a trained predictor (predict)."
+)
+
+
+def plain(text: str) -> str:
+    """reStructuredText inline markup (````x````, ``:class:`x```) as plain text for a terminal."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="soundharvest", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="soundharvest", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"soundharvest {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_args, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=_HELP.get(name, ""))
+        p = sub.add_parser(name, help=plain(_HELP.get(name, "")))
         add_args(p)
         p.set_defaults(_run=run)
     return parser

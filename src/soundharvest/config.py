@@ -18,6 +18,35 @@ import yaml
 from .io import Pathlike, SoundharvestError
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: The default (offline demo) config, beside the Snakefile.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+
+
+def default_configfile(workdir: Pathlike, cli_configfiles: Any, snakefile_dir: Pathlike) -> str:
+    """The config the Snakefile's ``configfile:`` loads.
+
+    The working directory's ``config/config.yaml`` (where a user keeps a copy of the defaults),
+    else, when no ``--configfile`` is given either, the one beside the Snakefile: so that
+    ``snakemake --directory DIR`` alone runs the default config in ``DIR``.
+    """
+    local = Path(workdir) / "config" / "config.yaml"
+    if local.exists() or cli_configfiles:
+        return "config/config.yaml"
+    return str(Path(snakefile_dir) / "config" / "config.yaml")
+
+
+def missing_defaults_hint(message: str, workdir: Pathlike, snakefile_dir: Pathlike) -> str:
+    """What to pass when a run lacks the defaults: an overlay given alone in a directory
+    without ``config/config.yaml`` misses every required key."""
+    if "is a required property" not in message:
+        return ""
+    if (Path(workdir) / "config" / "config.yaml").exists():
+        return ""
+    default = Path(snakefile_dir) / "config" / "config.yaml"
+    return (
+        f" (no config/config.yaml in {Path(workdir).resolve()}: give the defaults before your "
+        f"overlay, --configfile {default} yours.yaml)"
+    )
 
 
 def load_schema(path: Pathlike = SCHEMA) -> dict[str, Any]:
@@ -64,11 +93,66 @@ def _one_line(error) -> str:
     return f"config: {where} = {value}: {error.message}"
 
 
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local ``$ref`` (``#/$defs/...``) once."""
+    ref = schema.get("$ref") if isinstance(schema, dict) else None
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        return schema if isinstance(schema, dict) else {}
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return node if isinstance(node, dict) else {}
+
+
+def schema_keys(schema: dict[str, Any], root: dict[str, Any] | None = None) -> set[str]:
+    """Every property an object schema names, also inside ``allOf``/``anyOf``/``oneOf``/
+    ``if``/``then``/``else`` and local ``$ref`` (a per-type section adds its keys there)."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    keys = set(schema.get("properties", {}))
+    for combinator in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(combinator, []) or []:
+            keys |= schema_keys(sub, root)
+    for branch in ("if", "then", "else"):
+        if isinstance(schema.get(branch), dict):
+            keys |= schema_keys(schema[branch], root)
+    return keys
+
+
+def model_keys(schema: dict[str, Any]) -> set[str]:
+    """The keys a ``models:`` entry may have: the schema's model ``properties``."""
+    models = schema.get("properties", {}).get("models", {})
+    return schema_keys(_resolve(models.get("additionalProperties", {}), schema), schema)
+
+
+def _check_model_keys(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    """An unknown key in a model entry (``batch_sise: 64``) would train at the default."""
+    import difflib
+
+    models = config.get("models")
+    if not isinstance(models, dict):
+        return  # the schema names that problem
+    allowed = model_keys(schema)
+    for name, entry in models.items():
+        if not isinstance(entry, dict):
+            continue
+        for key in entry:
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else "remove it"
+            raise SoundharvestError(
+                f"config: models.{name}: unknown key {key!r} ({hint}); a model entry takes "
+                f"{', '.join(sorted(allowed))}"
+            )
+
+
 def validate_config(config: dict[str, Any], schema_path: Pathlike = SCHEMA) -> dict[str, Any]:
     """Return a copy of ``config`` with defaults filled in, or raise a one-line SoundharvestError."""
     import jsonschema
 
     schema = load_schema(schema_path)
+    _check_model_keys(config, schema)
     config = _fill_defaults(copy.deepcopy(dict(config)), schema)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
@@ -83,7 +167,10 @@ def _check_relative(key: str, value: str) -> None:
     if not value or p.is_absolute() or ".." in p.parts or value.startswith("~"):
         raise SoundharvestError(
             f"config: {key} = {value!r}: must be a relative path inside the working directory "
-            "without '..' (use --directory to run elsewhere)"
+            f"without '..'; to write elsewhere, run there: snakemake --directory DIR "
+            f"(the default config beside the Snakefile is used when DIR has no "
+            f"config/config.yaml; an overlay goes after it: --configfile {DEFAULT_CONFIG} "
+            "yours.yaml)"
         )
 
 

@@ -361,6 +361,14 @@ def spectrogram_file(
             f"features.dtype: {dtype!r} is not allowed; use float16 (default) or float32"
         )
     samples, sr = read_wav(wav_path)
+    if not np.isfinite(samples).all():
+        # convert never writes such a wav (its samples are 16-bit); a float wav put in its place
+        # would give NaN frames that poison a label's memmap and every shard.
+        bad = int((~np.isfinite(samples)).sum())
+        raise SoundharvestError(
+            f"{wav_path}: {bad} of {len(samples)} samples are NaN or infinite; re-run its "
+            "convert job (it writes 16-bit samples)"
+        )
     feats, energy = compute_features(samples, sr, kind, params)
     keep = silence_mask(energy, silence_threshold_db)
     index = np.arange(len(energy), dtype=np.int64)

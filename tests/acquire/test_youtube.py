@@ -90,14 +90,15 @@ def test_two_pages_and_durations(api, caplog):
     source = get_source("youtube", {"language": "en", "safe_search": "none"})
     outcome = source.search("cello", "cello solo", 5)
 
+    # Five candidates: the upcoming broadcast does not count toward the five asked for.
     ids = [c.video_id for c in outcome.candidates]
-    assert ids == ["dQ3x9Kc1aB0", "Zx-8_PqLm2w", "0123456789a", "Lng-Vid_001"]
-    assert [c.rank for c in outcome.candidates] == [1, 2, 4, 5]
+    assert ids == ["dQ3x9Kc1aB0", "Zx-8_PqLm2w", "0123456789a", "Lng-Vid_001", "Extra-Never"]
+    assert [c.rank for c in outcome.candidates] == [1, 2, 4, 5, 6]
     first = outcome.candidates[0]
     assert first.title == "Bach & Brahms: Cello Suite No. 1 'Prelude'"
     assert first.channel == "Cello & Co"
     assert first.url == "https://www.youtube.com/watch?v=dQ3x9Kc1aB0"
-    assert [c.duration for c in outcome.candidates] == [253, 178, 3723, 36001]
+    assert [c.duration for c in outcome.candidates] == [253, 178, 3723, 36001, None]
     assert [s.candidate.video_id for s in outcome.skipped] == ["Up1c0m1ng__"]
     assert "upcoming" in outcome.skipped[0].reason
 
@@ -111,13 +112,14 @@ def test_two_pages_and_durations(api, caplog):
     assert s1["type"] == "video" and s1["q"] == "cello solo" and s1["maxResults"] == "5"
     assert s1["relevanceLanguage"] == "en" and s1["safeSearch"] == "none"
     assert "pageToken" not in s1
-    assert s2["pageToken"] == "CAMQAA" and s2["maxResults"] == "2"
+    assert s2["pageToken"] == "CAMQAA" and s2["maxResults"] == "3"
     assert v["id"].split(",") == [
         "dQ3x9Kc1aB0",
         "Zx-8_PqLm2w",
         "Up1c0m1ng__",
         "0123456789a",
         "Lng-Vid_001",
+        "Extra-Never",
     ]
     # The key really was sent (so the redaction checks below test something)...
     assert s1["key"] == KEY
@@ -200,7 +202,7 @@ def test_bad_key_on_second_page_is_fatal_too(api):
 def test_server_error_is_retried(api):
     mock = api([BACKEND, PAGE1, VIDEOS])
     source = get_source("youtube", {"api_retries": 2, "api_backoff": 0.0})
-    outcome = source.search("cello", "cello", 3)
+    outcome = source.search("cello", "cello", 2)
     assert len(outcome.candidates) == 2
     assert len(mock.request_sequence) == 3
 
@@ -316,3 +318,100 @@ def test_sentinel_key_appears_in_no_output_of_a_search_run(api, tmp_path, capsys
     for path in files:
         assert KEY.encode() not in path.read_bytes(), path
     assert_no_key(captured.out, captured.err)
+
+
+def _page(ids, next_token=None, live=()):
+    """A search.list page in the API's format, built from page 1's first item."""
+    template = json.loads(body("youtube_search_page1.json"))["items"][0]
+    items = []
+    for vid in ids:
+        it = json.loads(json.dumps(template))
+        it["id"]["videoId"] = vid
+        it["snippet"]["title"] = f"title of {vid}"
+        it["snippet"]["liveBroadcastContent"] = "live" if vid in live else "none"
+        items.append(it)
+    page = {"kind": "youtube#searchListResponse", "items": items}
+    if next_token:
+        page["nextPageToken"] = next_token
+    return (OK, json.dumps(page))
+
+
+def _videos(durations):
+    items = [
+        {"kind": "youtube#video", "id": vid, "contentDetails": {"duration": d}}
+        for vid, d in durations.items()
+    ]
+    return (OK, json.dumps({"kind": "youtube#videoListResponse", "items": items}))
+
+
+def test_duplicates_and_live_do_not_count_toward_results_per_query(api):
+    """A page with a duplicate and a live broadcast: page 2 is fetched for the two missing."""
+    page1 = _page(["vidA_000001", "vidB_000002", "vidA_000001", "Live_000003", "vidC_000004"],
+                  next_token="P2", live={"Live_000003"})  # fmt: skip
+    page2 = _page(["vidB_000002", "vidD_000005", "vidE_000006", "vidF_000007"], next_token="P3")
+    mock = api([page1, page2, _videos({})])
+    outcome = get_source("youtube", {}).search("cello", "cello", 5)
+    ids = [c.video_id for c in outcome.candidates]
+    assert ids == ["vidA_000001", "vidB_000002", "vidC_000004", "vidD_000005", "vidE_000006"]
+    assert [c.rank for c in outcome.candidates] == [1, 2, 4, 5, 6]  # no gaps
+    assert [s.candidate.rank for s in outcome.skipped] == [3]
+    reqs = requests_of(mock)
+    assert [p.rsplit("/", 1)[1] for p, _ in reqs] == ["search", "search", "videos"]
+    assert reqs[1][1]["maxResults"] == "2" and reqs[1][1]["pageToken"] == "P2"
+    videos_ids = reqs[2][1]["id"].split(",")
+    assert len(videos_ids) == len(set(videos_ids)) == 6
+
+
+def test_quota_warning_counts_what_the_table_keeps(api, tmp_path, caplog):
+    page1 = _page(["vidA_000001", "vidB_000002", "vidA_000001", "vidC_000004"], next_token="P2")
+    api([page1, QUOTA, _videos({})])
+    caplog.set_level(logging.INFO)
+    frame = run_search("youtube", {}, "cello", "cello", 5, tmp_path / "q.tsv")
+    assert list(frame["video_id"]) == ["vidA_000001", "vidB_000002", "vidC_000004"]
+    assert list(frame["rank"]) == [1, 2, 3]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("keeping the 3 results" in w for w in warnings), warnings
+
+
+def test_p0d_without_a_live_flag_is_skipped_even_without_min_duration(api, tmp_path):
+    page = _page(["Premiere_01", "vidA_000001"])
+    api([page, _videos({"Premiere_01": "P0D", "vidA_000001": "PT3M"})])
+    frame = run_search("youtube", {}, "cello", "cello", 2, tmp_path / "q.tsv")  # no min_duration
+    row = frame.set_index("video_id").loc["Premiere_01"]
+    assert row["status"] == "skipped" and "P0D" in row["reason"]
+    assert frame.set_index("video_id").loc["vidA_000001", "status"] == "ok"
+
+
+def test_key_is_not_in_frame_locals_of_a_traceback(api):
+    """A traceback printed with its locals (pytest --showlocals, rich) must not show the key."""
+    api([PAGE1, BADKEY])
+    source = get_source("youtube", {})
+    try:
+        source.search("cello", "cello", 5)
+    except SearchInterrupted as e:
+        error = e
+    else:
+        pytest.fail("a rejected key must interrupt the search")
+    text = "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+    assert "ApiKey(REDACTED)" in text  # the locals were printed, the key among them redacted
+    assert_no_key(text)
+    tb = error.__traceback__
+    while tb is not None:
+        for name, value in tb.tb_frame.f_locals.items():
+            assert_no_key(f"{name}={value!r}", f"{value}")
+        tb = tb.tb_next
+    key = youtube.ApiKey(KEY)
+    assert_no_key(repr(key), str(key), f"{key}", f"{key!r:>80}", repr([key]), repr({"k": key}))
+    assert key.reveal() == KEY
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "application/json"])
+def test_a_body_that_is_not_json_is_one_line(api, tmp_path, content_type):
+    """A captive portal's page instead of the API's answer."""
+    api([({"status": "200", "content-type": content_type}, "<html>Sign in to Wi-Fi</html>")])
+    with pytest.raises(SoundharvestError) as info:
+        run_search("youtube", {}, "cello", "cello", 5, tmp_path / "q.tsv")
+    message = str(info.value)
+    assert "not a JSON object" in message and "\n" not in message
+    assert not (tmp_path / "q.tsv").exists()
+    assert_no_key(message, "".join(traceback.format_exception(info.value)))

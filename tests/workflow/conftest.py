@@ -24,3 +24,13 @@ def tiny_copy(tiny_run, tmp_path) -> Path:
     dest = tmp_path / "run"
     shutil.copytree(tiny_run, dest, symlinks=True, copy_function=shutil.copy2)
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tiny_run, tmp_path_factory) -> Path:
+    """``snakemake --report report.html`` of a copy of the complete tiny run (shared, read-only):
+    the copy's directory, with ``report.html`` in it."""
+    dest = tmp_path_factory.mktemp("tiny_report") / "run"
+    shutil.copytree(tiny_run, dest, symlinks=True, copy_function=shutil.copy2)
+    snakemake(dest, "--report", "report.html")
+    return dest

@@ -1,14 +1,15 @@
 import sys
 from pathlib import Path
 
-from soundharvest.config import validate_config
+from soundharvest.config import missing_defaults_hint, validate_config
 from soundharvest.io import SoundharvestError
 
 # Validate before any job runs: one line naming the key, the value and what is allowed.
 try:
     _validated = validate_config(config)
 except SoundharvestError as e:
-    sys.stderr.write(f"soundharvest: {e}\n")
+    hint = missing_defaults_hint(str(e), Path.cwd(), workflow.basedir)
+    sys.stderr.write(f"soundharvest: {e}{hint}\n")
     sys.exit(1)
 config.clear()
 config.update(_validated)
@@ -273,6 +274,7 @@ def sweep_chunks(wildcards):
 def get_final_output():
     """What a plain `snakemake` builds: the catalog, the summary and every figure."""
     out = [f"{R}/catalog.csv", f"{R}/summary.tsv", f"{R}/reconstruction/summary.tsv"]
+    out.append(f"{R}/report/overview.html")  # the report's first screen
     evaluation = config["evaluation"]
     for kind in KINDS:
         out.append(f"{R}/figures/{kind}/metrics_vs_k.png")

@@ -6,6 +6,12 @@ that memory stays bounded whatever the video's length. The result is then checke
 
 - the download failed -> ``status = "failed"``, reason ``download: <its reason>``;
 - ffmpeg cannot decode it -> ``skipped``, ``undecodable (<ffmpeg's first and last error lines>)``;
+- a wav (or other file libsndfile reads) whose header promises more samples than the file
+  holds -> ``skipped``, ``corrupt (its header promises ...)``: ffmpeg would quietly decode
+  what is there;
+- float samples that are NaN or infinite -> ``skipped``, ``non-finite samples (...)``: ffmpeg
+  turns them into full-scale 16-bit values, a loud click or a wall of DC that would pass every
+  later check;
 - shorter than ``min_seconds`` -> ``skipped``, ``too short (x s < min s)``;
 - RMS level below ``silence_dbfs`` -> ``skipped``, ``silent (RMS x dBFS < t dBFS)``.
 
@@ -29,7 +35,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ..audio import SAMPLE_RATE, ffmpeg_exe, write_wav_file
+from ..audio import SAMPLE_RATE, ffmpeg_exe, wav_header_problem, write_wav_file
 from ..io import Pathlike, atomic_path, write_json
 from .download import ffmpeg_error_summary, read_download_status
 
@@ -61,6 +67,38 @@ def wav_level(path: Pathlike) -> tuple[int, float, float]:
         return 20.0 * math.log10(x) if x > 0 else float("-inf")
 
     return frames, dbfs(rms), dbfs(peak)
+
+
+def source_problem(path: Pathlike, max_seconds: float | None = None) -> str:
+    """Why a source file that libsndfile can read must not be converted, or ``""``.
+
+    Checks the header (:func:`~soundharvest.audio.wav_header_problem`) and, for float PCM,
+    the samples within the first ``max_seconds`` (what ffmpeg would keep), in blocks. Files
+    libsndfile cannot read (compressed audio, video containers) give ``""``: ffmpeg's decoders
+    produce no NaN from them.
+    """
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return ""
+    header = wav_header_problem(info)
+    if header:
+        return f"corrupt ({header.replace(' (truncated or corrupt)', '')})"
+    if info.subtype not in ("FLOAT", "DOUBLE"):
+        return ""
+    limit = int(float(max_seconds) * info.samplerate) if max_seconds else None
+    bad = seen = 0
+    with sf.SoundFile(str(path)) as fh:
+        for block in fh.blocks(blocksize=_BLOCK, dtype="float32", always_2d=True, frames=-1):
+            if limit is not None and seen >= limit:
+                break
+            block = block[: None if limit is None else limit - seen]
+            seen += block.shape[0]
+            bad += int(block.shape[0] - np.isfinite(block).all(axis=1).sum())
+    if bad:
+        share = 100.0 * bad / max(seen, 1)
+        return f"non-finite samples ({bad} of {seen} frames NaN or infinite, {share:.3g} %)"
+    return ""
 
 
 def _ffmpeg_cmd(
@@ -122,6 +160,9 @@ def convert_file(
         if download["status"] != "ok" or not download.get("audio"):
             record["status"] = "failed"
             record["reason"] = f"download: {download.get('reason') or 'no audio file'}"
+            write_empty_wav(tmp, sample_rate)
+        elif problem := source_problem(status_path.parent / str(download["audio"]), max_seconds):
+            record["status"], record["reason"] = "skipped", problem
             write_empty_wav(tmp, sample_rate)
         else:
             src = status_path.parent / str(download["audio"])

@@ -108,6 +108,8 @@ def _duration_reason(
 ) -> str:
     if duration is None:
         return ""
+    if duration <= 0:
+        return f"no audio (duration {duration:g} s)"
     if min_duration is not None and duration < min_duration:
         return f"too short ({duration:g} s < {min_duration:g} s)"
     if max_duration is not None and duration > max_duration:
@@ -173,7 +175,11 @@ def run_search(
     try:
         outcome = _as_outcome(source.search(label, query, n_results))
     except SearchInterrupted as e:
-        found = len(e.outcome.candidates) + len(e.outcome.skipped)
+        # What the table will hold: distinct videos (a source may list one twice).
+        found = len(
+            {c.video_id for c in e.outcome.candidates}
+            | {s.candidate.video_id for s in e.outcome.skipped}
+        )
         if e.fatal or found == 0:
             raise SoundharvestError(
                 f"search {label}/{qid}: {e} (nothing written; re-run once fixed)"

@@ -14,7 +14,16 @@ So this module:
 - installs a logging filter on the client's loggers that rewrites ``key=...`` to
   ``key=REDACTED`` (and the key's literal value wherever it appears) before any handler sees it;
 - retries server and network errors itself instead of the client's ``num_retries``, whose
-  warning prints the URI.
+  warning prints the URI;
+- holds the key in an :class:`ApiKey`, whose ``repr`` and ``str`` are redacted, so that a
+  traceback printed with its frames' locals (``pytest --showlocals``, rich tracebacks,
+  ``TracebackException(capture_locals=True)``) shows ``ApiKey(REDACTED)``, never the key.
+
+What counts toward ``n_results`` (the config's ``results_per_query``): distinct videos that are
+not live or upcoming broadcasts. A video listed twice (on one page or on two) keeps its first
+place; ranks are the positions among distinct results, without gaps. Live and upcoming
+broadcasts are kept as skipped rows, and so is a video whose duration is ``P0D`` without a
+live flag (a premiere not yet published, or a broken item): there is nothing to download.
 
 Quota: the classic model charges 100 units per ``search.list`` call and 1 per ``videos.list``
 call out of 10,000 a day; the current one gives ``search.list`` its own bucket of 100 calls a
@@ -76,11 +85,11 @@ def parse_iso_duration(text: str | None) -> float | None:
     )
 
 
-def redact(text: str, key: str | None = None) -> str:
+def redact(text: str, key: ApiKey | str | None = None) -> str:
     """Replace ``key=...`` query parameters and the literal ``key`` in ``text``."""
     text = _KEY_IN_TEXT.sub(r"\1REDACTED", text)
-    if key:
-        text = text.replace(key, "REDACTED")
+    if _secret(key):
+        text = text.replace(_secret(key), "REDACTED")
     return text
 
 
@@ -121,15 +130,15 @@ _CLIENT_LOGGERS = (
 )
 
 
-def _install_redactor(key: str) -> None:
-    _REDACTOR.keys.add(key)
+def _install_redactor(key: ApiKey | str) -> None:
+    _REDACTOR.keys.add(_secret(key))
     for name in _CLIENT_LOGGERS:
         logger = logging.getLogger(name)
         if _REDACTOR not in logger.filters:
             logger.addFilter(_REDACTOR)
 
 
-def api_error(exc: Exception, key: str | None = None) -> tuple[str, str, bool, bool]:
+def api_error(exc: Exception, key: ApiKey | str | None = None) -> tuple[str, str, bool, bool]:
     """Classify an API error without touching the exception's text (it holds the key).
 
     :param exc: a ``googleapiclient.errors.HttpError`` or a network exception.
@@ -194,20 +203,70 @@ def api_error(exc: Exception, key: str | None = None) -> tuple[str, str, bool, b
     return f"http_{status}", f"YouTube API error (HTTP {status}: {why})", False, fatal
 
 
-def _api_key(options: dict[str, Any]) -> str:
+class ApiKey:
+    """The API key, redacted in ``repr`` and ``str`` (so in logs, messages and frame locals).
+
+    Only :meth:`reveal` gives the value, at the one place it is needed (the client's build).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The key itself: pass it to the API client, never to a message or a log."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ApiKey(REDACTED)"
+
+    def __str__(self) -> str:
+        return "REDACTED"
+
+    def __format__(self, spec: str) -> str:
+        return "REDACTED"
+
+    def __reduce__(self):
+        raise TypeError("ApiKey is not picklable: it holds a secret")
+
+
+def _secret(key: ApiKey | str | None) -> str | None:
+    return key.reveal() if isinstance(key, ApiKey) else key
+
+
+def _api_key(options: dict[str, Any]) -> ApiKey:
     for name in _CONFIG_KEY_NAMES:
         if name in options:
             raise SoundharvestError(
                 f"config: youtube option {name!r} must not hold the API key; remove it and set "
                 f"the {API_KEY_ENV} environment variable instead"
             )
-    key = os.environ.get(API_KEY_ENV, "").strip()
-    if not key:
+    if not os.environ.get(API_KEY_ENV, "").strip():
         raise SoundharvestError(
             f"youtube source: the {API_KEY_ENV} environment variable is not set; "
             "export it (a YouTube Data API v3 key) or use source: ytsearch"
         )
-    return key
+    return ApiKey(os.environ[API_KEY_ENV].strip())
+
+
+def _not_json(what: str) -> SearchInterrupted:
+    return SearchInterrupted(
+        f"YouTube API answered with a body that is not a JSON object ({what}); "
+        "is a proxy or a captive portal in the way?",
+        "bad_response",
+        fatal=True,
+    )
+
+
+def _video_id(item: dict[str, Any]) -> str:
+    ident = item.get("id")
+    return str(ident.get("videoId") or "") if isinstance(ident, dict) else ""
+
+
+def _is_live(item: dict[str, Any]) -> bool:
+    snippet = item.get("snippet") or {}
+    return snippet.get("liveBroadcastContent", "none") in ("live", "upcoming")
 
 
 @register_source
@@ -233,22 +292,26 @@ class YouTubeSource(Source):
         self.search_calls = 0
         self.videos_calls = 0
 
-    def _client(self, key: str) -> Any:
+    def _client(self, key: ApiKey) -> Any:
         from googleapiclient.discovery import build
         from googleapiclient.http import build_http
 
         _install_redactor(key)
         http = self.http_factory() or build_http()
-        return build(
-            "youtube",
-            "v3",
-            developerKey=key,
-            http=http,
-            static_discovery=True,
-            cache_discovery=False,
-        )
+        try:
+            return build(
+                "youtube",
+                "v3",
+                developerKey=key.reveal(),
+                http=http,
+                static_discovery=True,
+                cache_discovery=False,
+            )
+        except Exception as e:  # build's frames hold the key as a plain local: drop them
+            name = type(e).__name__
+        raise SoundharvestError(f"youtube source: cannot build the API client ({name})")
 
-    def _execute(self, request: Any, key: str) -> dict[str, Any]:
+    def _execute(self, request: Any, key: ApiKey) -> dict[str, Any]:
         """Run one API request with retries for transient errors; raise a redacted error."""
         from googleapiclient.errors import HttpError
 
@@ -256,13 +319,19 @@ class YouTubeSource(Source):
         backoff = float(self.options.get("api_backoff", 2.0))
         for attempt in range(retries + 1):
             try:
-                return request.execute(num_retries=0)
+                answer = request.execute(num_retries=0)
             except (HttpError, OSError, ConnectionError, TimeoutError) as e:
                 error = e
+            except ValueError as e:  # a body that is not JSON (a proxy's page, a cut answer)
+                raise _not_json(type(e).__name__) from None
             except Exception as e:  # httplib2's own errors do not all derive from OSError
                 if type(e).__module__.split(".")[0] != "httplib2":
                     raise
                 error = e
+            else:
+                if not isinstance(answer, dict):
+                    raise _not_json(type(answer).__name__)
+                return answer
             code, message, transient, fatal = api_error(error, key)
             del error
             if transient and attempt < retries:
@@ -306,20 +375,32 @@ class YouTubeSource(Source):
         youtube = self._client(key)
         outcome = SearchOutcome()
         items: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        usable = 0  # distinct results that are not live or upcoming: what n_results counts
+        duplicates = 0
         interrupted: SearchInterrupted | None = None
         page_token: str | None = None
         try:
-            while len(items) < n_results:
+            while usable < n_results:
                 params = self._search_params(query)
-                params["maxResults"] = min(PAGE_SIZE, n_results - len(items))
+                params["maxResults"] = min(PAGE_SIZE, n_results - usable)
                 if page_token:
                     params["pageToken"] = page_token
                 if self.search_calls:
                     self._sleep()
                 self.search_calls += 1
                 page = self._execute(youtube.search().list(**params), key)
-                page_items = [it for it in page.get("items", []) if it.get("id", {}).get("videoId")]
-                items.extend(page_items[: n_results - len(items)])
+                page_items = [it for it in page.get("items", []) if _video_id(it)]
+                for it in page_items:
+                    vid = _video_id(it)
+                    if vid in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(vid)
+                    items.append(it)
+                    usable += not _is_live(it)
+                    if usable >= n_results:
+                        break
                 page_token = page.get("nextPageToken")
                 if not page_token or not page_items:
                     break
@@ -329,7 +410,7 @@ class YouTubeSource(Source):
                 raise
             interrupted = e
         durations: dict[str, float | None] = {}
-        ids = [it["id"]["videoId"] for it in items]
+        ids = [_video_id(it) for it in items]
         try:
             for start in range(0, len(ids), PAGE_SIZE):
                 batch = ids[start : start + PAGE_SIZE]
@@ -352,8 +433,10 @@ class YouTubeSource(Source):
             log.warning("youtube: durations incomplete for %r: %s", label, e)
             interrupted = interrupted or e
         self._log_quota(label, query)
+        if duplicates:
+            log.info("youtube: %d duplicate result(s) for %r dropped", duplicates, label)
         for rank, item in enumerate(items, start=1):
-            vid = item["id"]["videoId"]
+            vid = _video_id(item)
             snippet = item.get("snippet", {})
             if not SAFE_ID.match(vid):
                 log.warning("youtube: ignoring result with unsafe id %r", vid)
@@ -371,6 +454,9 @@ class YouTubeSource(Source):
             live = snippet.get("liveBroadcastContent", "none")
             if live in ("live", "upcoming"):
                 outcome.skipped.append(SkippedCandidate(cand, f"{live} broadcast"))
+            elif cand.duration == 0:
+                reason = "no audio yet (duration P0D: a premiere or a broken item)"
+                outcome.skipped.append(SkippedCandidate(cand, reason))
             else:
                 outcome.candidates.append(cand)
         if interrupted is not None:
