@@ -233,15 +233,25 @@ class ClusterLabelModel:
     @classmethod
     def load(cls, path: Pathlike) -> ClusterLabelModel:
         """Read a ``clusters.npz`` written by :meth:`save`."""
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls(z["centroids"], z["counts"], [str(x) for x in z["labels"]])
-        except FileNotFoundError:
-            raise SoundharvestError(f"{path}: cluster file not found") from None
-        except (KeyError, ValueError, OSError) as e:
-            raise SoundharvestError(
-                f"{path}: not a cluster file ({e}); re-run the label_clusters stage"
-            ) from None
+        return _read_npz(
+            path,
+            "cluster",
+            lambda z: cls(z["centroids"], z["counts"], [str(x) for x in z["labels"]]),
+        )
+
+
+def _read_npz(path: Pathlike, what: str, build: Any) -> Any:
+    """``build(arrays)`` of a label model's ``.npz`` (plain arrays, no pickle), with one-line
+    errors for a missing or foreign file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return build(z)
+    except FileNotFoundError:
+        raise SoundharvestError(f"{path}: {what} file not found") from None
+    except (KeyError, ValueError, OSError) as e:
+        raise SoundharvestError(
+            f"{path}: not a {what} file ({e}); re-run the label_clusters stage"
+        ) from None
 
 
 def _label_ids(
@@ -449,15 +459,10 @@ class HeadLabelModel:
 
     @classmethod
     def load(cls, path: Pathlike) -> HeadLabelModel:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls(z["weight"], z["bias"], [str(x) for x in z["labels"]])
-        except FileNotFoundError:
-            raise SoundharvestError(f"{path}: head file not found") from None
-        except (KeyError, ValueError, OSError) as e:
-            raise SoundharvestError(
-                f"{path}: not a head file ({e}); re-run the label_clusters stage"
-            ) from None
+        """Read a ``head.npz`` written by :meth:`save`."""
+        return _read_npz(
+            path, "head", lambda z: cls(z["weight"], z["bias"], [str(x) for x in z["labels"]])
+        )
 
 
 def load_label_model(directory: Pathlike, meta: Mapping[str, Any]) -> Any:
