@@ -571,3 +571,34 @@ def test_sampled_windows_are_encoded_in_bounded_blocks_with_the_same_codes(
     frames, raw_ids = predict.sample_shards(shards, 50)
     raw, raw_got, _ = predict.sample_codes(shards, 50)
     assert np.array_equal(raw, frames) and np.array_equal(raw_got, raw_ids)
+
+
+def test_label_noise_encodes_each_clip_whole_not_block_by_block(clips, tmp_path, monkeypatch):
+    """A window near a block's edge reads on into the next rows of its clip: the report's
+    shares are those of the clip's windows encoded in one sequence, whatever the block size."""
+    from soundharvest import noise
+    from soundharvest.acquire.catalog import CATALOG_COLUMNS
+    from soundharvest.dataset import read_index
+    from soundharvest.predict import Predictor, label_clusters_file
+
+    shards, sources, _ = clips
+    w = tmp_path / "rand.safetensors"
+    train(shards, w, tmp_path / "c.tsv", tmp_path / "c.png", model_type="random", arch=CONTEXT,
+          threads=1, metadata={"features": SPEC64})  # fmt: skip
+    label_clusters_file(shards, shards[0].parent / "labels.json", w, tmp_path / "pred", k=4,
+                        sample_frames=300, sources=sources)  # fmt: skip
+    rows = [{"label": p.stem, "video_id": vid, "status": "ok"}
+            for p in sources for vid, _, _ in read_index(p.with_suffix(".index.tsv"))]  # fmt: skip
+    pd.DataFrame([{c: r.get(c, "") for c in CATALOG_COLUMNS} for r in rows]).to_csv(
+        tmp_path / "catalog.csv", index=False
+    )
+    monkeypatch.setattr(noise, "BLOCK_ROWS", 7)  # clips are 40 rows: many block edges
+    report = noise.label_noise_file(tmp_path / "pred", sources, tmp_path / "catalog.csv",
+                                    tmp_path / "n.tsv", tmp_path / "q.tsv")  # fmt: skip
+    pred = Predictor.load(tmp_path / "pred")
+    own = report.set_index("video_id")["own_share"]
+    for i, p in enumerate(sources):
+        frames = np.load(p)
+        for vid, first, n in read_index(p.with_suffix(".index.tsv"))[:4]:
+            ids, _ = pred.clusters.predict(pred.encode(frames[first : first + n]))
+            assert own[vid] == pytest.approx(round(float(np.mean(ids == i)), 4)), vid
