@@ -156,3 +156,22 @@ def test_an_absolute_results_path_says_what_to_run_instead():
         "--directory DIR" in message
         and f"--configfile {ROOT / 'config' / 'config.yaml'}" in message
     )
+
+
+def test_results_per_query_above_500_only_fails_for_the_youtube_api():
+    base = merged(ROOT / "config" / "config.yaml")
+    # demo, local and ytsearch (yt-dlp's search has no cap of its own) take any number.
+    for source in ("demo", "local", "ytsearch"):
+        config = {**base, "source": source}
+        config["search"] = {**base.get("search", {}), "results_per_query": 2000}
+        config["search"]["local"] = {"root": "library"}
+        assert validate_config(config)["search"]["results_per_query"] == 2000, source
+    youtube = {**base, "source": "youtube", "search": {"results_per_query": 500}}
+    assert validate_config(youtube)["search"]["results_per_query"] == 500
+    youtube["search"] = {"results_per_query": 501}
+    with pytest.raises(SoundharvestError) as e:
+        validate_config(youtube)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("config: search.results_per_query = 501: source youtube")
+    assert "set it to 500 or less" in msg

@@ -537,3 +537,68 @@ def test_context_model_trains_on_clip_windows_and_labels_clusters(clips, tmp_pat
     assert meta["sample_frames"] == 300
     pred = Predictor.load(tmp_path / "pred")
     assert pred.encode(np.load(sources[0])[:9].astype(np.float32)).shape == (9, 8)
+
+
+def test_sampled_windows_are_encoded_in_bounded_blocks_with_the_same_codes(
+    clips, monkeypatch
+) -> None:
+    from soundharvest import predict
+    from soundharvest import train as train_mod
+    from soundharvest.models import activation_floats, autoencoder_of
+    from soundharvest.train import encode_batch
+
+    shards, sources, _ = clips
+    net = _context_net()
+    # The widest layer is the front end's: channels x log bins per frame, x 4 frames a window.
+    floats = activation_floats(net)
+    assert floats == 4 * 8 * autoencoder_of(net).encoder.resample.shape[1]
+    assert encode_batch(net) == train_mod.ENCODE_BATCH_BYTES // (4 * floats)
+    # Reference: the whole sample at once (what label_clusters did), 25 % of the clips held out.
+    pos = ClipPositives(sources)
+    _, ids, rows = predict.sample_shards(shards, 400, with_rows=True)
+    keep = ~pos.held_out(rows, 0.25)
+    assert 300 < keep.sum() < 400  # some held out, enough left
+    ids, rows = ids[keep][:300], rows[keep][:300]
+    expected = encode(net, pos.frames(pos.window_rows(rows, 4, 2)))
+    # Blocks of 37 windows, forward passes of 5: many of each, and the same codes in order.
+    monkeypatch.setattr(predict, "SAMPLE_BLOCK_BYTES", 37 * 4 * 64 * 4)
+    monkeypatch.setattr(train_mod, "ENCODE_BATCH_BYTES", 5 * 4 * floats)
+    assert encode_batch(net) == 5
+    codes, got_ids, got_rows = predict.sample_codes(shards, 300, net, sources, holdout=0.25)
+    assert np.array_equal(got_ids, ids) and np.array_equal(got_rows, rows)
+    assert np.allclose(codes, expected, atol=1e-5)
+    # The raw baseline's codes are the sampled frames themselves.
+    frames, raw_ids = predict.sample_shards(shards, 50)
+    raw, raw_got, _ = predict.sample_codes(shards, 50)
+    assert np.array_equal(raw, frames) and np.array_equal(raw_got, raw_ids)
+
+
+def test_label_noise_encodes_each_clip_whole_not_block_by_block(clips, tmp_path, monkeypatch):
+    """A window near a block's edge reads on into the next rows of its clip: the report's
+    shares are those of the clip's windows encoded in one sequence, whatever the block size."""
+    from soundharvest import noise
+    from soundharvest.acquire.catalog import CATALOG_COLUMNS
+    from soundharvest.dataset import read_index
+    from soundharvest.predict import Predictor, label_clusters_file
+
+    shards, sources, _ = clips
+    w = tmp_path / "rand.safetensors"
+    train(shards, w, tmp_path / "c.tsv", tmp_path / "c.png", model_type="random", arch=CONTEXT,
+          threads=1, metadata={"features": SPEC64})  # fmt: skip
+    label_clusters_file(shards, shards[0].parent / "labels.json", w, tmp_path / "pred", k=4,
+                        sample_frames=300, sources=sources)  # fmt: skip
+    rows = [{"label": p.stem, "video_id": vid, "status": "ok"}
+            for p in sources for vid, _, _ in read_index(p.with_suffix(".index.tsv"))]  # fmt: skip
+    pd.DataFrame([{c: r.get(c, "") for c in CATALOG_COLUMNS} for r in rows]).to_csv(
+        tmp_path / "catalog.csv", index=False
+    )
+    monkeypatch.setattr(noise, "BLOCK_ROWS", 7)  # clips are 40 rows: many block edges
+    report = noise.label_noise_file(tmp_path / "pred", sources, tmp_path / "catalog.csv",
+                                    tmp_path / "n.tsv", tmp_path / "q.tsv")  # fmt: skip
+    pred = Predictor.load(tmp_path / "pred")
+    own = report.set_index("video_id")["own_share"]
+    for i, p in enumerate(sources):
+        frames = np.load(p)
+        for vid, first, n in read_index(p.with_suffix(".index.tsv"))[:4]:
+            ids, _ = pred.clusters.predict(pred.encode(frames[first : first + n]))
+            assert own[vid] == pytest.approx(round(float(np.mean(ids == i)), 4)), vid

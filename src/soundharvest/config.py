@@ -162,6 +162,11 @@ def validate_config(config: dict[str, Any], schema_path: Pathlike = SCHEMA) -> d
     return config
 
 
+#: Results per query the YouTube Data API's ``search.list`` pages through at most (about 500:
+#: ``nextPageToken`` ends there); the other sources have no such limit.
+YOUTUBE_MAX_RESULTS = 500
+
+
 def _check_relative(key: str, value: str) -> None:
     p = PurePosixPath(value)
     if not value or p.is_absolute() or ".." in p.parts or value.startswith("~"):
@@ -209,6 +214,13 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 f"takes windows of {context} frames: set evaluation.pool: top"
             )
     search = config["search"]
+    n = search["results_per_query"]
+    if config["source"] == "youtube" and n > YOUTUBE_MAX_RESULTS:
+        raise SoundharvestError(
+            f"config: search.results_per_query = {n}: source youtube pages through at most "
+            f"{YOUTUBE_MAX_RESULTS} results per query (the Data API stops there); set it to "
+            f"{YOUTUBE_MAX_RESULTS} or less and add queries for more, or use source ytsearch"
+        )
     if search["min_duration"] >= search["max_duration"]:
         raise SoundharvestError(
             f"config: search.min_duration = {search['min_duration']} must be below "

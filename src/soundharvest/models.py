@@ -331,6 +331,24 @@ def context_of(model: nn.Module) -> tuple[int, int]:
     return tuple(getattr(enc, "context", (1, 1)))  # type: ignore[return-value]
 
 
+def activation_floats(model: nn.Module) -> int:
+    """Floats the widest layer of ``model``'s encoder holds per datapoint (a window counts all
+    its frames): what a memory-bounded batch of encoding is sized by.
+
+    The thesis MLP: its widest layer (2000). The logconv front end: channels x log-frequency
+    bins per frame (32 x 255 for ``config/best.yaml``'s, 8,160 floats, x 8 for its windows),
+    which is why a fixed number of frames per batch is no bound at all.
+    """
+    enc = getattr(autoencoder_of(model), "encoder", None)
+    t = context_of(model)[0]
+    if isinstance(enc, LogConvEncoder):
+        width = max(c.out_channels for c in enc.convs) * int(enc.resample.shape[1])
+        return t * max(width, int(enc.resample.shape[0]))
+    if isinstance(enc, MLP):
+        return t * max(enc.dims)
+    return t * int(getattr(model, "in_dim", 1))
+
+
 def context_span(frames: int, stride: int) -> int:
     """Frames a window of ``frames`` frames ``stride`` apart covers, first to last."""
     return (int(frames) - 1) * int(stride) + 1

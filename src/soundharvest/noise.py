@@ -164,13 +164,20 @@ def label_noise_file(
                     f"rows of {path}; re-run the concatenate stage"
                 )
         # Predicted label of every frame of the label, clip by clip (a model with context
-        # encodes windows, which must not run from one clip into the next), in blocks.
+        # encodes windows, which must not run from one clip into the next). An encoder streams
+        # a whole clip's windows in bounded batches (train.encode_sequence), so a clip longer
+        # than a block still gets the windows it was trained on; the identity encoder's codes
+        # are the frames, read block by block.
         frame_labels = np.empty(len(frames), dtype=np.int64)
         for _vid, first, n in spans:
+            if pred.model is not None:
+                codes = pred.encode(frames[first : first + n])
+                frame_labels[first : first + n], _ = pred.clusters.predict(codes)
+                continue
             for a in range(first, first + n, BLOCK_ROWS):
                 b = min(a + BLOCK_ROWS, first + n)
                 block = np.asarray(frames[a:b], dtype=np.float32)
-                frame_labels[a:b], _ = pred.clusters.predict(pred.encode(block))
+                frame_labels[a:b], _ = pred.clusters.predict(block)
         for vid, first, n in spans:
             own_s, dis, top, top_s = clip_disagreement(
                 frame_labels[first : first + n], own, len(names)

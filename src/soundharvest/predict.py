@@ -327,28 +327,23 @@ def fit_clusters(
 # --------------------------------------------------------------------------------------------
 
 
-def sample_shards(
-    shard_paths: Sequence[Pathlike], n: int, seed: int = 0, with_rows: bool = False
-) -> tuple[np.ndarray, ...]:
-    """A uniform sample of ``n`` training frames and their label ids, from the shuffle's shards.
+#: Bytes of frames one block of a sample gathers before it is encoded: the windows of a model
+#: with context (40,000 of 8 x 513 float32 frames are 0.66 GB) are gathered and encoded block by
+#: block, and only their codes are kept.
+SAMPLE_BLOCK_BYTES = 64 << 20
 
-    Every shard is a random permutation of a random share of all frames (see
-    :mod:`soundharvest.dataset`), so a leading run of rows of each shard is already a uniform
-    sample: reading prefixes keeps the I/O sequential. The rows are split over the shards in
-    proportion to their sizes. ``seed`` is accepted for symmetry and unused (the shuffle's seed
-    fixed the order).
 
-    :param shard_paths: ``shard-XX.npy`` files with their ``.labels.npy`` beside them.
-    :param n: frames wanted (all of them when the shards hold fewer).
-    :param with_rows: also return each frame's global source row (``shard-XX.rows.npy``),
-        which locates its clip in the concatenate files (for windows of several frames).
-    :return: ``(frames (m, bins) float32, label ids (m,) int64)``, plus ``rows (m,) int64``
-        with ``with_rows``.
+def _sample_index(
+    shard_paths: Sequence[Pathlike], n: int, with_rows: bool = False
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Where a uniform sample of ``n`` frames lies in the shards, without reading the frames.
+
+    :return: ``(the shards' memmaps, shard of each sampled frame (m,), its row in that shard,
+        its label id, its global source row or None)``, in :func:`sample_shards`' order.
     """
     from .dataset import shard_side_paths
     from .loader import side_array
 
-    del seed
     arrays = [load_npy(p) for p in shard_paths]
     if not arrays:
         raise SoundharvestError("label_clusters: no shards given")
@@ -361,15 +356,121 @@ def sample_shards(
     rest = n - int(take.sum())
     if rest:
         take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
-    frames, ids, rows = [], [], []
+    ids, rows = [], []
     for path, arr, m in zip(shard_paths, arrays, take, strict=True):
         labels_p, rows_p = shard_side_paths(path)
         ids.append(np.asarray(side_array(labels_p, path, len(arr))[:m], dtype=np.int64))
         if with_rows:
             rows.append(np.asarray(side_array(rows_p, path, len(arr))[:m], dtype=np.int64))
-        frames.append(np.asarray(arr[:m], dtype=np.float32))
-    out = (np.concatenate(frames), np.concatenate(ids))
-    return (*out, np.concatenate(rows)) if with_rows else out
+    shard = np.repeat(np.arange(len(arrays)), take)
+    local = np.concatenate([np.arange(m, dtype=np.int64) for m in take])
+    return arrays, shard, local, np.concatenate(ids), np.concatenate(rows) if with_rows else None
+
+
+def _gather(arrays: Sequence[np.ndarray], shard: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """Float32 frames at rows ``local`` of shards ``shard`` (in that order)."""
+    out = np.empty((len(shard), arrays[0].shape[1]), dtype=np.float32)
+    for i in np.unique(shard):
+        sel = np.flatnonzero(shard == i)
+        out[sel] = arrays[i][local[sel]]
+    return out
+
+
+def sample_shards(
+    shard_paths: Sequence[Pathlike], n: int, seed: int = 0, with_rows: bool = False
+) -> tuple[np.ndarray, ...]:
+    """A uniform sample of ``n`` training frames and their label ids, from the shuffle's shards.
+
+    Every shard is a random permutation of a random share of all frames (see
+    :mod:`soundharvest.dataset`), so a leading run of rows of each shard is already a uniform
+    sample: reading prefixes keeps the I/O sequential. The rows are split over the shards in
+    proportion to their sizes. ``seed`` is accepted for symmetry and unused (the shuffle's seed
+    fixed the order). The frames are all read at once: :func:`sample_codes` encodes a sample
+    block by block instead.
+
+    :param shard_paths: ``shard-XX.npy`` files with their ``.labels.npy`` beside them.
+    :param n: frames wanted (all of them when the shards hold fewer).
+    :param with_rows: also return each frame's global source row (``shard-XX.rows.npy``),
+        which locates its clip in the concatenate files (for windows of several frames).
+    :return: ``(frames (m, bins) float32, label ids (m,) int64)``, plus ``rows (m,) int64``
+        with ``with_rows``.
+    """
+    del seed
+    arrays, shard, local, ids, rows = _sample_index(shard_paths, n, with_rows)
+    out = (_gather(arrays, shard, local), ids)
+    return (*out, rows) if with_rows else out
+
+
+def sample_codes(
+    shard_paths: Sequence[Pathlike],
+    n: int,
+    model: Any = None,
+    sources: Sequence[Pathlike] | None = None,
+    holdout: float = 0.0,
+    bins: int | None = None,
+    where: str = "label_clusters",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Codes of a uniform sample of ``n`` training datapoints, gathered and encoded in blocks.
+
+    The sample is :func:`sample_shards`' (a little larger when clips are held out, whose
+    frames are then dropped, the first ``n`` of the rest kept). Each block of at most
+    :data:`SAMPLE_BLOCK_BYTES` of frames (for a model with context: the window of its clip
+    that starts at each sampled frame, :meth:`~soundharvest.loader.ClipPositives.window_rows`)
+    is encoded before the next is read, so memory holds the codes (n x latent) and one block,
+    whatever ``n``. Without a model (the raw baseline) the codes are the frames.
+
+    :param shard_paths: the shuffle stage's ``shard-XX.npy``.
+    :param n: datapoints wanted.
+    :param model: the encoder (:func:`soundharvest.train.load_model`), or None.
+    :param sources: the concatenate files, in the shuffle's order: needed for windows and for
+        ``holdout``.
+    :param holdout: the share of clips held out (:func:`soundharvest.calibrate.held_out`).
+    :param bins: the bins per frame the caller expects (checked against the shards).
+    :param where: what errors name first (the weights, say).
+    :return: ``(codes (m, d) float32, label ids (m,) int64, global source rows or None)``.
+    """
+    context, stride = (1, 1)
+    if model is not None:
+        from .models import context_of
+
+        context, stride = context_of(model)
+    need_rows = context > 1 or holdout > 0
+    if need_rows and not sources:
+        raise SoundharvestError(
+            f"{where}: give the concatenate files (sources) to find each sampled frame's clip "
+            "(windows of a model with context, clips held out)"
+        )
+    # Sample a little more when some frames will be left out as held-out clips'.
+    n_sample = int(np.ceil(n / (1.0 - holdout))) if holdout > 0 else int(n)
+    arrays, shard, local, ids, rows = _sample_index(shard_paths, n_sample, need_rows)
+    width = arrays[0].shape[1] if arrays[0].ndim == 2 else None
+    if bins is not None and width != bins:
+        raise SoundharvestError(
+            f"{shard_paths[0]}: {width} bins per frame, the features have {bins}; use the "
+            "shards of the model's feature kind"
+        )
+    clips = None
+    if need_rows:
+        from .loader import ClipPositives
+
+        clips = ClipPositives(sources)
+        if holdout > 0:
+            keep = np.flatnonzero(~clips.held_out(rows, holdout))[:n]
+            shard, local, ids, rows = shard[keep], local[keep], ids[keep], rows[keep]
+    if model is None:
+        return _gather(arrays, shard, local), ids, rows
+    from .train import encode
+
+    block = max(1, SAMPLE_BLOCK_BYTES // (4 * context * int(width)))
+    codes = np.empty((len(ids), int(model.latent_dim)), dtype=np.float32)
+    for a in range(0, len(ids), block):
+        b = min(a + block, len(ids))
+        if context > 1:
+            frames = clips.frames(clips.window_rows(rows[a:b], context, stride))
+        else:
+            frames = _gather(arrays, shard[a:b], local[a:b])
+        codes[a:b] = encode(model, frames)
+    return codes, ids, rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -840,7 +941,8 @@ def label_clusters_file(
         (identity encoder: k-means on the frames themselves).
     :param out_dir: the predictor directory, e.g. ``results/predictor/<kind>/<model>``.
     :param k: ``"elbow"`` (default) or a fixed number of clusters.
-    :param sample_frames: training frames sampled for k-means (see :func:`sample_shards`).
+    :param sample_frames: training frames sampled for k-means, gathered and encoded block by
+        block (:func:`sample_codes`).
     :param seed: k-means seed.
     :param max_k: largest k of the elbow sweep.
     :param features: the feature spec ``{kind, params, sample_rate}``; default: the one the
@@ -881,49 +983,12 @@ def label_clusters_file(
     base_info = {"silence_dbfs": float(silence_dbfs), "holdout": float(holdout)}
     if wmeta.get("model_type") == "classifier":
         return _write_head_dir(model, wmeta, names, spec, weights, out_dir, base_info, t0)
-    context, stride = (1, 1)
-    if model is not None:
-        from .models import context_of
-
-        context, stride = context_of(model)
-    need_rows = context > 1 or holdout > 0
-    if need_rows and not sources:
-        raise SoundharvestError(
-            f"{weights or 'raw baseline'}: give the concatenate files (sources) to find each "
-            "sampled frame's clip (windows of a model with context, clips held out)"
-        )
-    # Sample a little more when some frames will be left out as held-out clips'.
-    n_sample = int(np.ceil(sample_frames / (1.0 - holdout))) if holdout > 0 else sample_frames
-    if need_rows:
-        frames, ids, rows = sample_shards(shard_paths, n_sample, seed, with_rows=True)
-    else:
-        frames, ids = sample_shards(shard_paths, n_sample, seed)
-    if frames.shape[1] != bins:
-        raise SoundharvestError(
-            f"{shard_paths[0]}: {frames.shape[1]} bins per frame, {spec['kind']} features have "
-            f"{bins}; use the shards of the model's feature kind"
-        )
+    # Gathered and encoded block by block: memory holds the codes, not the windows.
+    codes, ids, _ = sample_codes(
+        shard_paths, sample_frames, model, sources, holdout, bins, str(weights or "raw baseline")
+    )
     if len(ids) and ids.max() >= len(names):
         raise SoundharvestError(f"{labels_json}: {len(names)} labels, shards use id {ids.max()}")
-    if need_rows:
-        from .loader import ClipPositives
-
-        clips = ClipPositives(sources)
-        if holdout > 0:
-            keep = ~clips.held_out(rows, holdout)
-            frames, ids, rows = (
-                frames[keep][:sample_frames],
-                ids[keep][:sample_frames],
-                rows[keep][:sample_frames],
-            )
-        if context > 1:
-            frames = clips.frames(clips.window_rows(rows, context, stride))
-    if model is not None:
-        from .train import encode
-
-        codes = encode(model, frames)
-    else:
-        codes = frames
     clusters, info, table = fit_clusters(
         codes, ids, names, k=k, max_k=max_k, seed=seed, n_init=n_init, device=device
     )

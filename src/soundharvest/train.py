@@ -748,6 +748,24 @@ def load_model(
     return model.to(resolve_device(device)).eval(), meta
 
 
+#: Bytes one batch of encoding may hold in its widest layer's activations. With the logconv
+#: front end a fixed 65,536 frames a batch held 2 GB per conv layer (32 channels x 255 log bins
+#: x 4 bytes a frame) and ``label_clusters`` peaked at 7.2 GB; sized by bytes, every stage that
+#: encodes stays within a few hundred MB whatever the model.
+ENCODE_BATCH_BYTES = 64 << 20
+
+
+def encode_batch(model: nn.Module, batch_size: int = 65536) -> int:
+    """Datapoints (windows for a model with context) per forward pass of :func:`encode`: at
+    most ``batch_size`` frames, and no more than :data:`ENCODE_BATCH_BYTES` of activations in
+    the encoder's widest layer (:func:`soundharvest.models.activation_floats`)."""
+    from .models import activation_floats
+
+    t, _ = context_of(model)
+    by_bytes = ENCODE_BATCH_BYTES // (4 * max(1, activation_floats(model)))
+    return max(1, min(int(batch_size) // t, by_bytes))
+
+
 @torch.inference_mode()
 def encode(model: nn.Module, frames: np.ndarray, batch_size: int = 65536) -> np.ndarray:
     """Latent codes of ``frames`` (``(n, in_dim)``, e.g. a memmap), batched, without gradients.
@@ -755,7 +773,8 @@ def encode(model: nn.Module, frames: np.ndarray, batch_size: int = 65536) -> np.
     :param model: a model with ``encode`` (from :func:`load_model` or :func:`build_model`).
     :param frames: float16/float32 array of frames in [0, 1]; for a model with context T > 1
         (``architecture.context``), windows ``(n, T, in_dim)``.
-    :param batch_size: frames per forward pass.
+    :param batch_size: frames per forward pass at most (fewer where the encoder's activations
+        would pass :data:`ENCODE_BATCH_BYTES`: :func:`encode_batch`).
     :return: float32 array ``(n, latent)``.
     """
     model.eval()
@@ -770,7 +789,7 @@ def encode(model: nn.Module, frames: np.ndarray, batch_size: int = 65536) -> np.
             + ("" if t == 1 else " (a sequence of frames: encode_sequence)")
         )
     out = np.empty((frames.shape[0], model.latent_dim), dtype=np.float32)
-    step = max(1, batch_size // t)
+    step = encode_batch(model, batch_size)
     for a in range(0, frames.shape[0], step):
         x = torch.from_numpy(np.array(frames[a : a + step], dtype=np.float32)).to(device)
         out[a : a + x.shape[0]] = model.encode(x).float().cpu().numpy()
@@ -782,7 +801,9 @@ def encode_sequence(model: nn.Module, frames: np.ndarray, batch_size: int = 6553
 
     A single-frame model encodes each frame; a model with context T > 1 encodes the window
     that starts at each frame (T frames ``context_stride`` apart, the last frame repeated past
-    the end of the sequence), the datapoint it was trained on.
+    the end of the sequence), the datapoint it was trained on. The windows are gathered one
+    batch at a time (:func:`encode_batch`), so a memmap of any length costs no more memory
+    than its codes.
 
     :param frames: ``(n, in_dim)`` consecutive frames.
     :return: float32 array ``(n, latent)``.
@@ -795,7 +816,7 @@ def encode_sequence(model: nn.Module, frames: np.ndarray, batch_size: int = 6553
         raise SoundharvestError(f"frames: shape {frames.shape}, expected a sequence (n, bins)")
     n = frames.shape[0]
     out = np.empty((n, model.latent_dim), dtype=np.float32)
-    step = max(1, batch_size // t)
+    step = encode_batch(model, batch_size)
     for a in range(0, n, step):
         idx = window_index(np.arange(a, min(n, a + step)), n, t, stride)
         out[a : a + len(idx)] = encode(model, frames[idx], batch_size)

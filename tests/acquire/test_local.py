@@ -98,3 +98,19 @@ def test_download_of_vanished_or_broken_file_is_recorded(library, tmp_path):
     status = download_video("local", {"root": str(library)}, broken, tmp_path / "broken")
     assert status["status"] == "failed" and status["reason_code"] == "corrupt"
     assert (library / "violin" / "b.opus").is_file()  # only the job's link is removed
+
+
+def test_a_folder_of_more_than_500_files_gives_every_one(tmp_path):
+    from soundharvest.acquire.search import run_search
+
+    folder = tmp_path / "library" / "flute"
+    folder.mkdir(parents=True)
+    for i in range(620):  # 10 ms of silence each: valid audio, cheap to write and probe
+        sf.write(folder / f"take {i:04d}.wav", np.zeros(160, dtype=np.float32), 16000)
+    out = tmp_path / "search.tsv"
+    options = {"root": str(tmp_path / "library")}
+    table = run_search("local", options, "flute", "flute", 620, out, min_duration=0.0)
+    assert len(table) == 620 and (table["status"] == "ok").all()
+    assert table["rank"].astype(int).tolist() == list(range(1, 621))
+    assert table["title"].iloc[-1] == "take 0619.wav"
+    assert len(run_search("local", options, "flute", "flute", 600, out)) == 600
