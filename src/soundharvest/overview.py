@@ -33,7 +33,12 @@ BASELINES = ("raw", "pca")
 RANKING = ("probe_accuracy", "accuracy", "nmi@k={k}", "purity@k={k}")
 
 #: Shown after the ``probe_*`` columns, in this order, where present.
-SHOWN = ("nmi@k={k}", "purity@k={k}", "accuracy", "balanced_accuracy", "closed_accuracy")
+SHOWN = (
+    "nmi@k={k}", "purity@k={k}", "accuracy", "balanced_accuracy", "closed_accuracy",
+    # How honest the predictor is (soundharvest.calibrate): calibration error on held-out
+    # clips, and the shares of off-topic + synthetic and of on-topic clips it rejects.
+    "ece", "open_set_rejected", "on_topic_rejected",
+)  # fmt: skip
 
 #: Snakemake's report centres its first screen vertically, which cuts off the top of a
 #: description taller than the window, and keeps it narrow (max-w-lg): start it at the top and
