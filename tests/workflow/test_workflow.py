@@ -147,9 +147,9 @@ def test_bad_config_value_stops_with_one_line(tmp_path):
 def test_report_holds_every_figure_and_table(tiny_report):
     page = (tiny_report / "report.html").read_text(encoding="utf-8", errors="replace")
     figures = sorted((tiny_report / "results" / "figures").rglob("*.png"))
-    # per kind: inertia, elbow vs max_k and a projection per model and baseline (5), a confusion
-    # matrix per predictor (4), the metrics-vs-k figure
-    assert len(figures) == 2 * (3 * 5 + 4 + 1)
+    # per kind: inertia, elbow vs max_k and a projection per model and baseline (6), a confusion
+    # matrix per predictor (5), the metrics-vs-k figure
+    assert len(figures) == 2 * (3 * 6 + 5 + 1)
     missing = [f.name for f in figures if f.name not in page]
     assert missing == []
     for table in ("summary.tsv", "catalog.csv", "players.html", "queries.tsv"):
