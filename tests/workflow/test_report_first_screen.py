@@ -133,12 +133,14 @@ def test_the_report_opens_on_the_summary_the_best_model_and_its_confusion(
         assert column in table
     for model in by_model["model"].unique():
         assert model in table
-    # the best model is named: the one with the highest accuracy (no probe in this run)
-    scored = by_model[by_model["model"] != "pca"].dropna(subset=["accuracy"])
-    best = scored.loc[scored["accuracy"].idxmax()]
+    # the best model is named: the one with the highest linear-probe accuracy (ties: any of them)
+    rank = "probe_accuracy"
+    top = by_model.loc[by_model["model"] != "pca", rank].max()  # pca has no predictor
     text = page.text["best-model"]
-    assert f"Best model: {best['model']} on {best['kind']} features" in text
-    assert f"accuracy {best['accuracy']:.3f}" in text
+    named = re.search(r"Best model: (\S+) on (\S+) features, probe_accuracy ([\d.]+)", text)
+    assert named, text
+    best = by_model[(by_model["model"] == named[1]) & (by_model["kind"] == named[2])].iloc[0]
+    assert best[rank] == pytest.approx(top) and float(named[3]) == pytest.approx(top, abs=5e-4)
     # and its confusion matrix is on the same screen, embedded
     imgs = page.imgs_in["best-confusion"]
     assert len(imgs) == 1 and imgs[0]["src"].startswith("data:image/png;base64,")
