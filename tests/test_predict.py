@@ -21,11 +21,13 @@ from soundharvest.predict import (
     ClusterLabelModel,
     Predictor,
     fit_clusters,
+    format_result,
     label_clusters_file,
     name_clusters,
     score_eval_file,
 )
 from soundharvest.train import train
+from soundharvest.typicality import TYPICALITY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES_TSV = ROOT / "resources" / "label_families.tsv"
@@ -253,6 +255,7 @@ def test_label_clusters_writes_a_loadable_directory(trained) -> None:
         CLUSTERS_NAME,
         META_NAME,
         "model.safetensors",
+        TYPICALITY_NAME,
     ]
     pred = Predictor.load(root / "pred")
     assert pred.kind == "stft" and pred.labels == ["flute", "organ"]
@@ -402,3 +405,59 @@ def test_calibration_sets_probabilities_and_unknown(trained, tmp_path) -> None:
     write_json(d / "calibration.json", {"temperature": 4.0})
     with pytest.raises(SoundharvestError, match="threshold"):
         Predictor.load(d)
+
+
+def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_clips(
+    trained, tmp_path
+) -> None:
+    """calibrate_file end to end on held-out clips of the training labels: white, pink and brown
+    noise and speech-like babble, none of which holds an instrument, are answered ``unknown``
+    (their codes lie far from every label's training codes), silence ``silent``, while the
+    on-topic clips keep their labels within the rejection budget."""
+    import shutil
+
+    from soundharvest.audio import write_wav_file
+    from soundharvest.calibrate import calibrate_file, held_out
+    from soundharvest.io import read_json
+
+    d = tmp_path / "pred"
+    shutil.copytree(trained["root"] / "pred", d)
+    src = DemoSource(CLEAN)
+    rows = []
+    convert = tmp_path / "convert"
+    convert.mkdir()
+    for label in ("flute", "organ"):
+        for c in src.search(label, f"{label} solo", 12)[4:]:  # not the fixture's clips
+            audio, _ = src.render(label, c.video_id)
+            write_wav_file(convert / f"{c.video_id}.wav", audio.astype(np.float32))
+            rows.append({"label": label, "video_id": c.video_id, "status": "ok", "seconds": 5})
+    assert held_out([r["video_id"] for r in rows], 0.999).all()
+    pd.DataFrame(rows).to_csv(tmp_path / "catalog.csv", index=False)
+    cal = calibrate_file(
+        d, tmp_path / "catalog.csv", convert, d / "calibration.json", tmp_path / "clips.tsv",
+        holdout=0.999, on_topic_reject=0.25, n_synthetic=3,
+    )  # fmt: skip
+    assert cal["distance_threshold"] is not None and cal["threshold"] > 0
+    clips = pd.read_csv(tmp_path / "clips.tsv", sep="\t")
+    synth = clips[clips["set"] == "synthetic"]
+    silence = synth["truth"] == "silence"
+    assert (synth.loc[silence, "answer"].isin(["silent", "unknown"])).all()
+    noise = synth[~silence]
+    assert (noise["answer"] == "unknown").all(), noise[["video_id", "answer", "distance"]]
+    # The distance test did it: every noise clip lies beyond the threshold ...
+    assert (noise["distance"] > cal["distance_threshold"]).all()
+    assert cal["synthetic_rejected"] == 1.0
+    # ... while the held-out clips of the labels are mostly answered, and right.
+    real = clips[clips["set"] != "synthetic"]
+    answered = real[~real["answer"].isin(["unknown", "silent"])]
+    assert len(answered) >= 0.6 * len(real)
+    assert (answered["answer"] == answered["label"]).mean() >= 0.9
+    # The predictor that soundharvest predict loads says the same of a noise file.
+    noise_wav = tmp_path / "noise.wav"
+    rng = np.random.default_rng(5)
+    write_wav_file(noise_wav, (0.05 * rng.standard_normal(5 * 16000)).astype(np.float32))
+    got = Predictor.load(d).predict_file(noise_wav)
+    assert got["answer"] == "unknown" and got["distance"] > cal["distance_threshold"], got
+    assert got["unknown_because"] == "atypical"
+    assert "unknown (unlike the training audio; best guess" in format_result(got)
+    assert read_json(d / "calibration.json")["distance_share"] == 0.5

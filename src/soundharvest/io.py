@@ -210,6 +210,23 @@ def load_npy(path: Pathlike, mmap: bool = True) -> np.ndarray:
         ) from None
 
 
+def read_npz(path: Pathlike, what: str, build: Any) -> Any:
+    """``build(arrays)`` of an ``.npz`` of plain arrays (no pickle), with one-line errors for a
+    missing or foreign file (``what`` names the kind of file, e.g. ``clusters``)."""
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # an .npy under another name
+            raise ValueError("a single array, not an .npz archive")
+        with z:
+            return build(z)
+    except FileNotFoundError:
+        raise SoundharvestError(f"{path}: {what} file not found") from None
+    except (KeyError, ValueError, OSError) as e:
+        raise SoundharvestError(
+            f"{path}: not a {what} file ({e}); re-run the label_clusters stage"
+        ) from None
+
+
 def setup_logging(log_file: Pathlike | None = None, level: int = logging.INFO) -> logging.Logger:
     """Send the package's log (and Python warnings) to ``log_file`` and to stderr."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]

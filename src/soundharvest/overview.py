@@ -37,7 +37,7 @@ SHOWN = (
     "nmi@k={k}", "purity@k={k}", "accuracy", "balanced_accuracy", "closed_accuracy",
     # How honest the predictor is (soundharvest.calibrate): calibration error on held-out
     # clips, and the shares of off-topic + synthetic and of on-topic clips it rejects.
-    "ece", "open_set_rejected", "on_topic_rejected",
+    "ece", "open_set_rejected", "open_set_handled", "on_topic_rejected",
 )  # fmt: skip
 
 #: Snakemake's report centres its first screen vertically, which cuts off the top of a

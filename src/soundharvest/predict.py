@@ -38,7 +38,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import Pathlike, SoundharvestError, atomic_path, load_npy, read_json, write_json, write_tsv
+from .io import (
+    Pathlike,
+    SoundharvestError,
+    atomic_path,
+    load_npy,
+    read_json,
+    read_npz,
+    write_json,
+    write_tsv,
+)
 
 log = logging.getLogger("soundharvest.predict")
 
@@ -233,25 +242,11 @@ class ClusterLabelModel:
     @classmethod
     def load(cls, path: Pathlike) -> ClusterLabelModel:
         """Read a ``clusters.npz`` written by :meth:`save`."""
-        return _read_npz(
+        return read_npz(
             path,
             "cluster",
             lambda z: cls(z["centroids"], z["counts"], [str(x) for x in z["labels"]]),
         )
-
-
-def _read_npz(path: Pathlike, what: str, build: Any) -> Any:
-    """``build(arrays)`` of a label model's ``.npz`` (plain arrays, no pickle), with one-line
-    errors for a missing or foreign file."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return build(z)
-    except FileNotFoundError:
-        raise SoundharvestError(f"{path}: {what} file not found") from None
-    except (KeyError, ValueError, OSError) as e:
-        raise SoundharvestError(
-            f"{path}: not a {what} file ({e}); re-run the label_clusters stage"
-        ) from None
 
 
 def _label_ids(
@@ -561,7 +556,7 @@ class HeadLabelModel:
     @classmethod
     def load(cls, path: Pathlike) -> HeadLabelModel:
         """Read a ``head.npz`` written by :meth:`save`."""
-        return _read_npz(
+        return read_npz(
             path, "head", lambda z: cls(z["weight"], z["bias"], [str(x) for x in z["labels"]])
         )
 
@@ -598,8 +593,10 @@ class Predictor:
         model: Any = None,
         meta: Mapping[str, Any] | None = None,
         calibration: Mapping[str, Any] | None = None,
+        typicality: Any = None,
     ) -> None:
         self.label_model = label_model
+        self.typicality = typicality
         self.features = dict(features)
         self.model = model
         self.meta = dict(meta or {})
@@ -632,6 +629,12 @@ class Predictor:
     @property
     def threshold(self) -> float:
         return float(self.calibration["threshold"]) if self.calibration else 0.0
+
+    @property
+    def distance_threshold(self) -> float:
+        """The typicality distance above which the answer is ``unknown`` (inf: no such test)."""
+        t = (self.calibration or {}).get("distance_threshold")
+        return float(t) if t is not None and self.typicality is not None else float("inf")
 
     @property
     def hop_seconds(self) -> float:
@@ -711,8 +714,18 @@ class Predictor:
                 f"{d}: the label model reads {label_model.dim} dimensions, the encoder "
                 f"gives {dim}; re-run the label_clusters stage"
             )
+        typicality = None
+        if meta.get("typicality"):
+            from .typicality import CodeDensity
+
+            typicality = CodeDensity.load(d / str(meta["typicality"]))
+            if typicality.dim != dim:
+                raise SoundharvestError(
+                    f"{d}: the typicality model reads {typicality.dim} dimensions, the encoder "
+                    f"gives {dim}; re-run the label_clusters stage"
+                )
         calibration = read_calibration(d / CALIBRATION_NAME) if calibrated else None
-        return cls(label_model, features, model, meta, calibration)
+        return cls(label_model, features, model, meta, calibration, typicality)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Codes of a sequence of feature frames, one per frame (the frames themselves for the
@@ -733,7 +746,9 @@ class Predictor:
         return frames
 
     def frame_log_probs(self, samples: np.ndarray, name: str = "audio") -> tuple[np.ndarray, ...]:
-        """``(log-probabilities (n, n_labels) of the voiced frames, voiced mask (n_frames,))``.
+        """``(log-probabilities (n, n_labels) of the voiced frames, voiced mask (n_frames,),
+        typicality distances (n,) of the voiced frames)`` (distances NaN without a typicality
+        model, :mod:`soundharvest.typicality`).
 
         :raises SoundharvestError: for NaN or infinite samples, and for a signal shorter than
             one datapoint of the model.
@@ -755,16 +770,22 @@ class Predictor:
             )
         voiced = frame_rms_db(x, self.kind, self.features["params"]) >= self.silence_dbfs
         if not voiced.any():
-            return np.zeros((0, len(self.labels))), voiced
-        codes = self.encode(self.frames_of(x))
-        return self.label_model.log_probs(codes[voiced]), voiced
+            return np.zeros((0, len(self.labels))), voiced, np.zeros(0)
+        codes = self.encode(self.frames_of(x))[voiced]
+        if self.typicality is not None:
+            distances = self.typicality.distance(codes)
+        else:
+            distances = np.full(len(codes), np.nan)
+        return self.label_model.log_probs(codes), voiced, distances
 
     def score_samples(self, samples: np.ndarray, name: str = "audio") -> dict[str, Any]:
-        """A signal's mean frame log-probabilities (``logits``, ``None`` when silent), with the
-        voiced frames' count and the duration: what :meth:`answer` and calibration start from."""
-        logp, voiced = self.frame_log_probs(samples, name)
+        """A signal's mean frame log-probabilities (``logits``, ``None`` when silent) and mean
+        typicality ``distance``, with the voiced frames' count and the duration: what
+        :meth:`answer` and calibration start from."""
+        logp, voiced, dist = self.frame_log_probs(samples, name)
         return {
             "logits": logp.mean(axis=0) if len(logp) else None,
+            "distance": float(dist.mean()) if len(dist) else None,
             "voiced_frames": int(voiced.sum()),
             "n_frames": int(len(voiced)),
             "seconds": round(np.asarray(samples).size / self.sample_rate, 3),
@@ -787,29 +808,47 @@ class Predictor:
         """:meth:`score_samples` of a decoded file."""
         return self.score_samples(self.decode(path, ffmpeg), str(path))
 
-    def answer(self, logits: np.ndarray | None) -> dict[str, Any]:
-        """The verdict on mean frame log-probabilities: ``answer`` (a label, ``unknown`` or
-        ``silent``), ``label`` (the most probable one), ``confidence`` and every label's
-        calibrated ``probabilities`` (most probable first)."""
+    def answer(self, logits: np.ndarray | None, distance: float | None = None) -> dict[str, Any]:
+        """The verdict on mean frame log-probabilities and the mean typicality distance:
+        ``answer`` (a label, ``unknown`` or ``silent``), ``label`` (the most probable one),
+        ``confidence``, ``distance`` and every label's calibrated ``probabilities`` (most
+        probable first). ``unknown`` (``unknown_because``): audio unlike the training data
+        (``atypical``: distance above its threshold), or a confidence below the threshold
+        (``unsure``)."""
         from .calibrate import SILENT, UNKNOWN, softmax
 
         if logits is None:
-            return {"answer": SILENT, "label": None, "confidence": None, "probabilities": {}}
+            return {
+                "answer": SILENT,
+                "label": None,
+                "confidence": None,
+                "distance": None,
+                "unknown_because": None,
+                "probabilities": {},
+            }
         p = softmax(np.asarray(logits)[None, :], self.temperature)[0]
         order = np.lexsort((np.arange(len(p)), -p))
         top = int(order[0])
         conf = float(p[top])
+        dist = None if distance is None or not np.isfinite(distance) else float(distance)
+        atypical = dist is not None and dist > self.distance_threshold
+        unsure = conf < self.threshold
         return {
-            "answer": UNKNOWN if conf < self.threshold else self.labels[top],
+            "answer": UNKNOWN if unsure or atypical else self.labels[top],
+            # Why an answer is unknown: audio unlike the training data, or a low confidence.
+            "unknown_because": "atypical" if atypical else ("unsure" if unsure else None),
             "label": self.labels[top],
             "confidence": round(conf, 4),
+            "distance": None if dist is None else round(dist, 3),
             "probabilities": {self.labels[i]: round(float(p[i]), 4) for i in order},
         }
 
     def predict_samples(self, samples: np.ndarray, name: str = "audio") -> dict[str, Any]:
         """The verdict on a signal, with a per-second ``timeline`` of the same verdict."""
-        logp, voiced = self.frame_log_probs(samples, name)
-        out = self.answer(logp.mean(axis=0) if len(logp) else None)
+        logp, voiced, dist = self.frame_log_probs(samples, name)
+        out = self.answer(
+            logp.mean(axis=0) if len(logp) else None, float(dist.mean()) if len(dist) else None
+        )
         out |= {
             "n_frames": int(len(voiced)),
             "voiced_frames": int(voiced.sum()),
@@ -823,7 +862,11 @@ class Predictor:
         timeline = []
         for s in range(int(sec[-1]) + 1 if len(sec) else 0):
             sel = voiced_sec == s
-            verdict = self.answer(logp[sel].mean(axis=0) if sel.any() else None)
+            verdict = (
+                self.answer(logp[sel].mean(axis=0), float(dist[sel].mean()))
+                if sel.any()
+                else self.answer(None)
+            )
             timeline.append({"start": s, "end": s + 1, **verdict})
         out["timeline"] = timeline
         return out
@@ -841,12 +884,16 @@ def write_predictor_dir(
     features: Mapping[str, Any],
     weights: Pathlike | None,
     info: Mapping[str, Any],
+    typicality: Any = None,
 ) -> dict[str, Any]:
     """Write a predictor directory: weights copy, ``clusters.npz`` (or the weak recogniser's
-    ``head.npz``), then ``meta.json`` (last). An older ``calibration.json`` is removed.
+    ``head.npz``), ``typicality.npz``, then ``meta.json`` (last). An older ``calibration.json``
+    is removed.
 
     :param weights: the trained weights to copy, or ``None`` for the identity encoder.
     :param info: extra fields for ``meta.json`` (model name, k, k_choice, sample size, ...).
+    :param typicality: the training codes' density
+        (:class:`~soundharvest.typicality.CodeDensity`), or ``None`` for none.
     :return: the ``meta.json`` content.
     """
     d = Path(out_dir)
@@ -864,6 +911,11 @@ def write_predictor_dir(
     head = isinstance(clusters, HeadLabelModel)
     (d / (CLUSTERS_NAME if head else HEAD_NAME)).unlink(missing_ok=True)
     clusters.save(d / (HEAD_NAME if head else CLUSTERS_NAME))
+    from .typicality import TYPICALITY_NAME
+
+    (d / TYPICALITY_NAME).unlink(missing_ok=True)
+    if typicality is not None:
+        typicality.save(d / TYPICALITY_NAME)
     meta = {
         "format": PREDICTOR_FORMAT,
         "version": PREDICTOR_VERSION,
@@ -872,6 +924,7 @@ def write_predictor_dir(
         "features": dict(features),
         "labels": clusters.labels,
         "cluster_names": clusters.cluster_names,
+        **({"typicality": TYPICALITY_NAME} if typicality is not None else {}),
         **({} if head else {"cluster_shares": [round(float(s), 4) for s in clusters.shares]}),
         **dict(info),
     }
@@ -888,6 +941,7 @@ def _write_head_dir(
     out_dir: Pathlike,
     base_info: Mapping[str, Any],
     t0: float,
+    typicality: Any = None,
 ) -> dict[str, Any]:
     """The weak recogniser's predictor directory: its head is its label model."""
     if list(model.classes) != list(names):
@@ -905,7 +959,7 @@ def _write_head_dir(
         "k": head.k,
         "k_choice": "head",
     }
-    meta = write_predictor_dir(out_dir, head, spec, weights, info)
+    meta = write_predictor_dir(out_dir, head, spec, weights, info, typicality)
     log.info("label_clusters %s: the classifier's head (%d labels) in %.1f s", info["model"],
              head.k, time.perf_counter() - t0)  # fmt: skip
     return meta
@@ -933,7 +987,8 @@ def label_clusters_file(
 
     For the weak recogniser (model type ``classifier``) the label model is its own head, copied
     as ``head.npz``; every other model gets named clusters, fitted on a sample of training
-    frames that skips the clips held out for calibration.
+    frames that skips the clips held out for calibration. Every model gets the typicality model
+    of the same sample (:mod:`soundharvest.typicality`), behind the predictor's distance test.
 
     :param shard_paths: the shuffle stage's ``shard-XX.npy`` of one feature kind.
     :param labels_json: the shuffle's ``labels.json`` (label names, id = position).
@@ -981,14 +1036,19 @@ def label_clusters_file(
     spec = _check_features(spec, str(weights or "features"))
     bins = n_bins(spec["kind"], spec["params"])
     base_info = {"silence_dbfs": float(silence_dbfs), "holdout": float(holdout)}
-    if wmeta.get("model_type") == "classifier":
-        return _write_head_dir(model, wmeta, names, spec, weights, out_dir, base_info, t0)
     # Gathered and encoded block by block: memory holds the codes, not the windows.
     codes, ids, _ = sample_codes(
         shard_paths, sample_frames, model, sources, holdout, bins, str(weights or "raw baseline")
     )
     if len(ids) and ids.max() >= len(names):
         raise SoundharvestError(f"{labels_json}: {len(names)} labels, shards use id {ids.max()}")
+    from .typicality import CodeDensity
+
+    typicality = CodeDensity.fit(codes, ids, names)
+    if wmeta.get("model_type") == "classifier":
+        return _write_head_dir(
+            model, wmeta, names, spec, weights, out_dir, base_info, t0, typicality
+        )
     clusters, info, table = fit_clusters(
         codes, ids, names, k=k, max_k=max_k, seed=seed, n_init=n_init, device=device
     )
@@ -1006,7 +1066,7 @@ def label_clusters_file(
             n: int(c) for n, c in zip(names, np.bincount(ids, minlength=len(names)), strict=True)
         },
     }
-    meta = write_predictor_dir(out_dir, clusters, spec, weights, info)
+    meta = write_predictor_dir(out_dir, clusters, spec, weights, info, typicality)
     log.info(
         "label_clusters %s: k = %d (%s) on %d frames in %.1f s; clusters: %s",
         name,
@@ -1188,7 +1248,8 @@ def score_eval_file(
         row[key] = round(float(row[key]), 4)
     cal = read_calibration(calibration_json) if calibration_json is not None else None
     if cal is not None:
-        for key in ("temperature", "threshold", "ece", "on_topic_rejected", "open_set_rejected",
+        for key in ("temperature", "threshold", "distance_threshold", "ece",
+                    "on_topic_rejected", "open_set_rejected", "open_set_handled",
                     "synthetic_rejected"):  # fmt: skip
             row[key] = cal.get(key)
     write_tsv(out_tsv, pd.DataFrame([row]))
@@ -1237,7 +1298,9 @@ def _verdict(r: Mapping[str, Any]) -> str:
     runner = list(r["probabilities"].items())[1:2]
     best = f"{r['label']} {r['confidence']:.1%}"
     if r["answer"] == "unknown":
-        return f"unknown (best guess {best})"
+        if r.get("unknown_because") == "atypical":
+            return f"unknown (unlike the training audio; best guess {best})"
+        return f"unknown (not confident; best guess {best})"
     return best + (f" (next {runner[0][0]} {runner[0][1]:.1%})" if runner else "")
 
 

@@ -19,5 +19,6 @@ run_logged(
     on_topic_reject=c["on_topic_reject"],
     downloads=snakemake.params.downloads or None,
     n_synthetic=c["synthetic"],
+    distance_share=c["distance_share"],
     seed=snakemake.params.seed,
 )

@@ -268,7 +268,9 @@ def summary_file(
 
 
 #: The predictor's calibration figures a score row carries (:mod:`soundharvest.calibrate`).
-CALIBRATION_COLUMNS = ("ece", "on_topic_rejected", "open_set_rejected", "synthetic_rejected")
+CALIBRATION_COLUMNS = (
+    "ece", "on_topic_rejected", "open_set_rejected", "open_set_handled", "synthetic_rejected"
+)  # fmt: skip
 
 #: Columns of :func:`summarize_seeds`: the issue's comparison across training seeds.
 SEED_METRICS = ("purity", "nmi", "ari")

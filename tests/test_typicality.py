@@ -1,0 +1,92 @@
+"""The typicality test behind ``unknown`` (:mod:`soundharvest.typicality`) and the thresholds
+that share one rejection budget (:func:`soundharvest.calibrate.choose_thresholds`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundharvest.calibrate import choose_thresholds
+from soundharvest.io import SoundharvestError
+from soundharvest.typicality import CodeDensity
+
+
+def _blobs(n: int = 600, d: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(3, d) * 6.0
+    ids = rng.integers(0, 3, n)
+    scale = np.linspace(0.5, 2.0, d)  # anisotropic: Mahalanobis is not Euclidean here
+    return centres[ids] + rng.standard_normal((n, d)) * scale, ids
+
+
+def test_distance_is_the_squared_mahalanobis_distance_to_the_nearest_label_mean() -> None:
+    x, y = _blobs()
+    dens = CodeDensity.fit(x, y, ["a", "b", "c"])
+    q = np.random.default_rng(1).standard_normal((50, 5)) * 4.0
+    direct = np.min(
+        [np.einsum("nd,de,ne->n", q - m, dens.precision, q - m) for m in dens.means], axis=0
+    )
+    assert np.allclose(dens.distance(q), direct, rtol=1e-9, atol=1e-9)
+    # The shared covariance is the within-label spread, not the spread of the whole set.
+    cov = np.linalg.inv(dens.precision)
+    assert np.allclose(np.sqrt(np.diag(cov)), np.linspace(0.5, 2.0, 5), rtol=0.15)
+    # Training-like codes are near; far codes are far (chi-square with 5 dof: median ~4.4).
+    assert np.median(dens.distance(x)) == pytest.approx(4.35, rel=0.2)
+    assert dens.distance(np.full((1, 5), 30.0))[0] > 100 * np.median(dens.distance(x))
+
+
+def test_a_label_without_codes_is_never_nearest_and_the_model_round_trips(tmp_path: Path) -> None:
+    x, y = _blobs()
+    y = np.where(y == 2, 0, y)  # label "c" has no codes
+    dens = CodeDensity.fit(x, y, ["a", "b", "c"])
+    assert list(dens.counts) == [int((y == 0).sum()), int((y == 1).sum()), 0]
+    assert np.isfinite(dens.distance(x)).all()
+    dens.save(tmp_path / "t.npz")
+    back = CodeDensity.load(tmp_path / "t.npz")
+    assert np.allclose(back.distance(x), dens.distance(x)) and back.labels == ["a", "b", "c"]
+    np.save(tmp_path / "bad.npy", np.zeros(3))
+    (tmp_path / "bad.npz").write_bytes((tmp_path / "bad.npy").read_bytes())
+    with pytest.raises(SoundharvestError, match="bad.npz: not a typicality file"):
+        CodeDensity.load(tmp_path / "bad.npz")
+    with pytest.raises(SoundharvestError, match="expects"):
+        dens.distance(np.zeros((2, 4)))
+
+
+def test_the_raw_frames_many_nearly_constant_bins_still_give_finite_distances() -> None:
+    rng = np.random.default_rng(0)
+    x = np.zeros((400, 513))
+    x[:, :40] = rng.random((400, 40))  # 473 bins that never move
+    dens = CodeDensity.fit(x, rng.integers(0, 2, 400), ["a", "b"])
+    d = dens.distance(np.vstack([x[:10], np.ones((1, 513))]))
+    assert np.isfinite(d).all() and d[-1] > 10 * d[:10].max()
+
+
+def test_fit_refuses_too_few_or_non_finite_codes() -> None:
+    with pytest.raises(SoundharvestError, match="at least two codes"):
+        CodeDensity.fit(np.zeros((1, 3)), np.zeros(1, int), ["a"])
+    bad = np.zeros((5, 3))
+    bad[2, 1] = np.nan
+    with pytest.raises(SoundharvestError, match="NaN"):
+        CodeDensity.fit(bad, np.zeros(5, int), ["a"])
+
+
+def test_the_two_thresholds_share_one_rejection_budget() -> None:
+    rng = np.random.default_rng(0)
+    conf, dist = rng.random(1000), rng.random(1000) * 10
+    c_thr, d_thr = choose_thresholds(conf, dist, 0.1, distance_share=0.5)
+    by_dist = dist > d_thr
+    rejected = by_dist | (conf < c_thr)
+    assert rejected.mean() == pytest.approx(0.1, abs=0.005)
+    assert by_dist.mean() == pytest.approx(0.05, abs=0.003)
+    # All to the confidence, or no usable distances: no distance test.
+    assert choose_thresholds(conf, dist, 0.1, 0.0)[1] == float("inf")
+    assert choose_thresholds(conf, np.full(1000, np.nan), 0.1)[1] == float("inf")
+    c_only, _ = choose_thresholds(conf, None, 0.1)
+    assert np.mean(conf < c_only) == pytest.approx(0.1, abs=0.002)
+    # All to the distance.
+    c_thr, d_thr = choose_thresholds(conf, dist, 0.1, 1.0)
+    assert c_thr <= conf.min() + 1e-9 and np.mean(dist > d_thr) == pytest.approx(0.1, abs=0.002)
+    with pytest.raises(SoundharvestError, match="calibration.distance_share"):
+        choose_thresholds(conf, dist, 0.1, 1.5)
