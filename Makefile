@@ -33,11 +33,12 @@ run: $(STAMP)
 	@echo "the summary tables are $(RESULTS)/summary.tsv and $(RESULTS)/summary_by_model.tsv,"
 	@echo "the catalog of videos $(RESULTS)/catalog.csv."
 
-# Two pytest workers (pytest-xdist): the SLURM test, which mostly waits on the scheduler, runs
-# beside the rest; the tests that share one tiny workflow run stay on one worker (tests/conftest.py).
+# Two pytest workers (pytest-xdist), each taking whole test files: the SLURM test, which mostly
+# waits on the scheduler, runs beside the rest; the tiny workflow run the workflow tests share is
+# made once for both (tests/workflow/conftest.py).
 TEST_WORKERS ?= 2
 test: lint gmbank
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Debian's csound-soundfont (sf_GMbank.sf2), the second soundfont of config/gmbank.yaml and of
 # the cross-soundfont tests: installed when missing and possible (root and apt-get); never fails
