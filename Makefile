@@ -38,7 +38,7 @@ run: $(STAMP)
 # made once for both (tests/workflow/conftest.py).
 TEST_WORKERS ?= 2
 test: lint gmbank
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Debian's csound-soundfont (sf_GMbank.sf2), the second soundfont of config/gmbank.yaml and of
 # the cross-soundfont tests: installed when missing and possible (root and apt-get); never fails

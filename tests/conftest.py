@@ -1,9 +1,10 @@
 """Test order for ``make test``'s two pytest-xdist workers (``--dist loadfile``).
 
-The workers take whole files in collection order, so the order decides the balance: the SLURM
-test (mostly waiting on its scheduler, ~6-10 minutes) goes first so that it runs beside
-everything else instead of alone at the end; the workflow tests (whole Snakemake runs) next; the
-quick unit tests last, to fill in whichever worker frees first.
+The workers take whole files in collection order (``--no-loadscope-reorder``: xdist would
+otherwise hand out the files with the most tests first, and the SLURM file has five), so the
+order decides the balance: the SLURM test (mostly waiting on its scheduler, ~6-10 minutes) goes
+first so that it runs beside everything else instead of alone at the end; the workflow tests
+(whole Snakemake runs) next; the quick unit tests last, to fill in whichever worker frees first.
 """
 
 from __future__ import annotations

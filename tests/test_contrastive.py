@@ -10,15 +10,14 @@ import pytest
 import torch
 
 from soundharvest.dataset import shuffle
+from soundharvest.encoder import encode, load_model
 from soundharvest.io import SoundharvestError, save_npy
 from soundharvest.loader import ClipPositives, ShardReader
 from soundharvest.models import Normalizer, build_model
 from soundharvest.train import (
     EQ_TERMS,
     ContrastiveObjective,
-    encode,
     eq_basis,
-    load_model,
     pitch_shift,
     supervision,
     train,
@@ -477,8 +476,8 @@ def test_windows_stay_in_their_clip(clips) -> None:
 
 
 def test_context_encoder_shapes_sequences_and_errors() -> None:
+    from soundharvest.encoder import encode_sequence
     from soundharvest.models import context_of, resolve_arch, window_index
-    from soundharvest.train import encode_sequence
 
     net = _context_net()
     assert context_of(net) == (4, 2)
@@ -542,34 +541,34 @@ def test_context_model_trains_on_clip_windows_and_labels_clusters(clips, tmp_pat
 def test_sampled_windows_are_encoded_in_bounded_blocks_with_the_same_codes(
     clips, monkeypatch
 ) -> None:
-    from soundharvest import predict
-    from soundharvest import train as train_mod
+    from soundharvest import encoder as encoder_mod
+    from soundharvest import sampling
+    from soundharvest.encoder import encode_batch
     from soundharvest.models import activation_floats, autoencoder_of
-    from soundharvest.train import encode_batch
 
     shards, sources, _ = clips
     net = _context_net()
     # The widest layer is the front end's: channels x log bins per frame, x 4 frames a window.
     floats = activation_floats(net)
     assert floats == 4 * 8 * autoencoder_of(net).encoder.resample.shape[1]
-    assert encode_batch(net) == train_mod.ENCODE_BATCH_BYTES // (4 * floats)
+    assert encode_batch(net) == encoder_mod.ENCODE_BATCH_BYTES // (4 * floats)
     # Reference: the whole sample at once (what label_clusters did), 25 % of the clips held out.
     pos = ClipPositives(sources)
-    _, ids, rows = predict.sample_shards(shards, 400, with_rows=True)
+    _, ids, rows = sampling.sample_shards(shards, 400, with_rows=True)
     keep = ~pos.held_out(rows, 0.25)
     assert 300 < keep.sum() < 400  # some held out, enough left
     ids, rows = ids[keep][:300], rows[keep][:300]
     expected = encode(net, pos.frames(pos.window_rows(rows, 4, 2)))
     # Blocks of 37 windows, forward passes of 5: many of each, and the same codes in order.
-    monkeypatch.setattr(predict, "SAMPLE_BLOCK_BYTES", 37 * 4 * 64 * 4)
-    monkeypatch.setattr(train_mod, "ENCODE_BATCH_BYTES", 5 * 4 * floats)
+    monkeypatch.setattr(sampling, "SAMPLE_BLOCK_BYTES", 37 * 4 * 64 * 4)
+    monkeypatch.setattr(encoder_mod, "ENCODE_BATCH_BYTES", 5 * 4 * floats)
     assert encode_batch(net) == 5
-    codes, got_ids, got_rows = predict.sample_codes(shards, 300, net, sources, holdout=0.25)
+    codes, got_ids, got_rows = sampling.sample_codes(shards, 300, net, sources, holdout=0.25)
     assert np.array_equal(got_ids, ids) and np.array_equal(got_rows, rows)
     assert np.allclose(codes, expected, atol=1e-5)
     # The raw baseline's codes are the sampled frames themselves.
-    frames, raw_ids = predict.sample_shards(shards, 50)
-    raw, raw_got, _ = predict.sample_codes(shards, 50)
+    frames, raw_ids = sampling.sample_shards(shards, 50)
+    raw, raw_got, _ = sampling.sample_codes(shards, 50)
     assert np.array_equal(raw, frames) and np.array_equal(raw_got, raw_ids)
 
 

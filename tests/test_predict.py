@@ -12,20 +12,12 @@ import pandas as pd
 import pytest
 
 from soundharvest.acquire.demo import DemoSource
+from soundharvest.cli import format_result
+from soundharvest.evaluate.scoring import NO_FAMILY, score_eval_file
 from soundharvest.features import compute_features
 from soundharvest.io import SoundharvestError, write_json
-from soundharvest.predict import (
-    CLUSTERS_NAME,
-    META_NAME,
-    NO_FAMILY,
-    ClusterLabelModel,
-    Predictor,
-    fit_clusters,
-    format_result,
-    label_clusters_file,
-    name_clusters,
-    score_eval_file,
-)
+from soundharvest.labelmodel import ClusterLabelModel, fit_clusters, name_clusters
+from soundharvest.predict import CLUSTERS_NAME, META_NAME, Predictor, label_clusters_file
 from soundharvest.train import train
 from soundharvest.typicality import TYPICALITY_NAME
 

@@ -21,10 +21,11 @@ from soundharvest.calibrate import (
     split_half,
     synthetic_clips,
 )
+from soundharvest.encoder import encode, load_model
 from soundharvest.io import SoundharvestError, save_npy
+from soundharvest.labelmodel import ClusterLabelModel, HeadLabelModel
 from soundharvest.loader import ClipPositives
-from soundharvest.predict import ClusterLabelModel, HeadLabelModel
-from soundharvest.train import ClassifierObjective, encode, load_model, robust_loss, train
+from soundharvest.train import ClassifierObjective, robust_loss, train
 
 SMALL = {"hidden": [64, 64], "latent": 8}
 

@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
+from soundharvest.encoder import encode, load_model
 from soundharvest.io import SoundharvestError
 from soundharvest.loader import labels_path
-from soundharvest.train import CURVE_COLUMNS, encode, load_model, lr_factor, train
+from soundharvest.train import CURVE_COLUMNS, lr_factor, train
 
 SMALL = {"hidden": [64, 64], "latent": 8}
 
@@ -317,5 +318,30 @@ def test_bad_arguments(tmp_path: Path) -> None:
         train(paths, **out, model_type="ae", frames=10, lr_schedule="linear")
     with pytest.raises(SoundharvestError, match="device"):
         train(paths, **out, model_type="ae", frames=10, device="tpu")
+    # A typo in a setting is named, not silently trained at the default (nothing written).
+    with pytest.raises(SoundharvestError, match="'batch_sise' is not a training setting"):
+        train(paths, **out, model_type="ae", frames=10, batch_sise=64)
+    assert not Path(out["out_weights"]).exists()
     with pytest.raises(SoundharvestError, match="not found"):
         load_model(tmp_path / "nothing.safetensors")
+
+
+def test_settings_are_the_schemas_model_keys() -> None:
+    """A hyperparameter is a TrainSettings field and a schema model key, nothing else: every
+    key a model entry may have reaches train() (renamed: type, architecture), and every setting
+    but the calibration's holdout can be configured."""
+    from dataclasses import fields
+
+    from soundharvest.config import load_schema, model_keys
+    from soundharvest.train import TrainSettings
+
+    renamed = TrainSettings.ENTRY_KEYS
+    settings = {f.name for f in fields(TrainSettings)}
+    entry_keys = {renamed.get(k, k) for k in model_keys(load_schema())}
+    assert entry_keys == settings - {"holdout"}, entry_keys ^ (settings - {"holdout"})
+    entry = {"type": "classifier", "architecture": "thesis", "lr": 3e-4, "seed": 2}
+    s = TrainSettings.from_entry(entry, {"hidden": [8], "latent": 2}, holdout=0.2)
+    assert (s.model_type, s.lr, s.seed, s.holdout, s.frames) == ("classifier", 3e-4, 2, 0.2, 0)
+    assert TrainSettings.from_entry({**entry, "type": "ae"}, "thesis", 0.2).holdout == 0.0
+    with pytest.raises(SoundharvestError, match="'lrr' is not a training setting"):
+        TrainSettings.from_entry({**entry, "lrr": 0.1}, "thesis")

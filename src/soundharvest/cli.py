@@ -1,7 +1,11 @@
-"""The ``soundharvest`` command: look at what the workflow's stages made.
+"""The ``soundharvest`` command: look at what the workflow's stages made, or label audio.
 
 Subcommands are registered in :data:`COMMANDS` (name -> (add_arguments, run)); adding one
-(e.g. ``predict``) means writing those two functions and one dictionary entry.
+means writing those two functions and one dictionary entry.
+
+``soundharvest predict <predictor dir> <files>`` names the instrument of each file through a
+:class:`~soundharvest.predict.Predictor` (calibrated probabilities, ``unknown``, ``silent``;
+``--json`` for machines, ``--frames`` for a per-second timeline).
 
 ``soundharvest inspect <file.npy>`` prints an array's shape, dtype and value range; for a
 shuffle shard the label counts (from ``<name>.labels.npy`` and ``labels.json``); for a label's
@@ -14,8 +18,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -180,16 +185,86 @@ def _inspect_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_args(p: argparse.ArgumentParser) -> None:
-    from .predict import cli_arguments  # imported on use: keeps `inspect` light
+def _verdict(r: Mapping[str, Any]) -> str:
+    if r["answer"] == "silent":
+        return "silent"
+    runner = list(r["probabilities"].items())[1:2]
+    best = f"{r['label']} {r['confidence']:.1%}"
+    if r["answer"] == "unknown":
+        if r.get("unknown_because") == "atypical":
+            return f"unknown (unlike the training audio; best guess {best})"
+        return f"unknown (not confident; best guess {best})"
+    return best + (f" (next {runner[0][0]} {runner[0][1]:.1%})" if runner else "")
 
-    cli_arguments(p)
+
+def format_result(result: Mapping[str, Any], frames: bool = False) -> str:
+    """Human-readable lines for one file's result
+    (:meth:`~soundharvest.predict.Predictor.predict_file`): the answer with its calibrated
+    probability, and with ``frames`` the per-second timeline."""
+    line = f"{result['file']}: {_verdict(result)}"
+    line += f", {result['voiced_frames']} of {result['n_frames']} frames voiced, "
+    line += f"{result['seconds']:.1f} s"
+    if not result.get("calibrated", True):
+        line += " (uncalibrated: no calibration.json, nothing is called unknown)"
+    lines = [line]
+    if frames:
+        for t in result["timeline"]:
+            span = f"{t['start']}-{t['end']} s"
+            lines.append(f"  {span:>12}  {_verdict(t)}")
+    return "\n".join(lines)
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``soundharvest predict`` (``p`` is an ``argparse.ArgumentParser``)."""
+    p.add_argument(
+        "model_dir", type=Path, help="a predictor directory (results/predictor/<kind>/<model>)"
+    )
+    p.add_argument("files", nargs="+", type=Path, help="audio files (any format ffmpeg reads)")
+    p.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    p.add_argument("--frames", action="store_true", help="also print a per-second timeline")
+    p.add_argument("--kind", default=None, help="fail unless the model uses this feature kind")
+    p.add_argument("--device", default="cpu", help="torch device of the encoder (default cpu)")
 
 
 def _predict_run(args: argparse.Namespace) -> int:
-    from .predict import cli_run
+    """Run ``soundharvest predict``: one verdict per file; an unreadable file gets a one-line
+    error on stderr and the others go on (exit status 1 if any failed)."""
+    import json
 
-    return cli_run(args)
+    from .predict import Predictor  # imported on use: keeps `inspect` light
+
+    predictor = Predictor.load(args.model_dir, device=args.device, expect_kind=args.kind)
+    results, failed = [], 0
+    for f in args.files:
+        try:
+            res = predictor.predict_file(f)
+        except SoundharvestError as e:
+            failed += 1
+            print(f"soundharvest predict: {e}", file=sys.stderr)
+            results.append({"file": str(f), "error": str(e)})
+            continue
+        if not args.frames:
+            res.pop("timeline")
+        results.append(res)
+        if not args.json:
+            print(format_result(res, args.frames), flush=True)
+    if args.json:
+        doc = {
+            "model_dir": str(args.model_dir),
+            "model": predictor.meta.get("model"),
+            "kind": predictor.kind,
+            "labels": predictor.labels,
+            # Without the calibrate stage's calibration.json: temperature 1, never 'unknown'.
+            "calibrated": predictor.calibration is not None,
+            "temperature": predictor.temperature,
+            "unknown_below": predictor.threshold,
+            # An answer whose distance to the training codes exceeds this is unknown too.
+            "unknown_beyond_distance": predictor.distance_threshold,
+            "silence_dbfs": predictor.silence_dbfs,
+            "results": results,
+        }
+        print(json.dumps(doc, indent=2))
+    return 1 if failed else 0
 
 
 #: subcommand -> (add its arguments to a parser, run it with the parsed arguments -> exit code)

@@ -17,7 +17,8 @@ import yaml
 
 from .io import Pathlike, SoundharvestError
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: The config schema, shipped inside the package (``workflow/schemas/config.schema.yaml`` links to it).
+SCHEMA = Path(__file__).resolve().parent / "data" / "config.schema.yaml"
 #: The default (offline demo) config, beside the Snakefile.
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 

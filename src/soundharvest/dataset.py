@@ -630,9 +630,9 @@ def shuffle(
     t0 = time.perf_counter()
     out_paths = [Path(p) for p in out_paths]
     if not out_paths:
-        raise SoundharvestError("shuffle: no output shards given; set features.n_shards >= 1")
+        raise SoundharvestError("shuffle: no output shards given; set dataset.n_shards >= 1")
     if balance not in ("none", "cap"):
-        raise SoundharvestError(f"shuffle.balance: {balance!r} is not allowed; use none or cap")
+        raise SoundharvestError(f"dataset.balance: {balance!r} is not allowed; use none or cap")
     labels_path = Path(labels_path) if labels_path else out_paths[0].parent / "labels.json"
 
     # --- inputs

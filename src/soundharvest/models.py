@@ -308,7 +308,7 @@ class LogConvEncoder(nn.Module):
         if t > 1 and (x.ndim < 2 or x.shape[-2] != t):
             raise SoundharvestError(
                 f"input of shape {tuple(x.shape)}: this encoder takes windows of {t} frames, "
-                f"(..., {t}, bins); encode sequences with soundharvest.train.encode_sequence"
+                f"(..., {t}, bins); encode sequences with soundharvest.encoder.encode_sequence"
             )
         lead = x.shape[:-2] if t > 1 else x.shape[:-1]
         z = (x.reshape(-1, x.shape[-1]) @ self.resample.to(x.dtype))[:, None, :]

@@ -165,7 +165,7 @@ def label_noise_file(
                 )
         # Predicted label of every frame of the label, clip by clip (a model with context
         # encodes windows, which must not run from one clip into the next). An encoder streams
-        # a whole clip's windows in bounded batches (train.encode_sequence), so a clip longer
+        # a whole clip's windows in bounded batches (encoder.encode_sequence), so a clip longer
         # than a block still gets the windows it was trained on; the identity encoder's codes
         # are the frames, read block by block.
         frame_labels = np.empty(len(frames), dtype=np.int64)

@@ -291,8 +291,8 @@ def reconstruction_file(
         if kind not in features:
             raise SoundharvestError(f"reconstruction: models for kind {kind!r} without features")
         for name, weights in by_model.items():
+            from .encoder import load_model
             from .models import context_of
-            from .train import load_model
 
             net, wmeta = load_model(weights)
             if context_of(net)[0] > 1:  # encodes windows; its decoder never learned a frame

@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .encoder import resolve_device, save_weights
 from .features import bin_frequencies
 from .io import Pathlike, SoundharvestError, atomic_path, write_tsv
 from .loader import BLOCK_ROWS, ClipPositives, ShardReader
-from .models import autoencoder_of, build_model, context_of, resolve_arch, window_index
+from .models import autoencoder_of, build_model, context_of, resolve_arch
 
 log = logging.getLogger("soundharvest")
 
@@ -623,19 +625,6 @@ class Stepper:
 # --------------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA if present, else CPU; otherwise the named device (checked)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise SoundharvestError(f"device = {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SoundharvestError(f"device = {device!r}: no CUDA GPU here; use auto or cpu")
-    return dev
-
-
 def _set_threads(threads: int | None) -> int:
     if threads is None or threads <= 0:
         try:
@@ -697,132 +686,6 @@ def plot_curves(curves: pd.DataFrame, path: Pathlike, title: str = "") -> None:
     plt.close(fig)
 
 
-def _save_weights(model: nn.Module, path: Pathlike, meta: Mapping[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    state = {
-        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
-    }
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"soundharvest": json.dumps(meta, sort_keys=True)})
-
-
-def load_model(
-    weights_path: Pathlike, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict]:
-    """Rebuild a model from a weights file written by :func:`train`.
-
-    :param weights_path: the ``.safetensors`` file.
-    :param device: where to put the model.
-    :return: ``(model in eval mode, metadata dict)``; the metadata holds model_type, arch,
-        in_dim, frames_seen, seed and the caller's ``extra`` metadata (feature kind, params).
-    """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    path = Path(weights_path)
-    if not path.is_file():
-        raise SoundharvestError(f"{path}: weights file not found; run the train stage")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("soundharvest")
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise SoundharvestError(f"{path}: not a readable safetensors file ({e}); retrain") from None
-    if raw is None:
-        raise SoundharvestError(f"{path}: no 'soundharvest' metadata; not written by train()")
-    meta = json.loads(raw)
-    model = build_model(
-        meta["model_type"],
-        int(meta["in_dim"]),
-        meta["arch"],
-        int(meta["seed"]),
-        normalize=meta.get("normalize", "none"),
-    )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise SoundharvestError(
-            f"{path}: weights do not fit the architecture in its metadata ({e})"
-        ) from None
-    return model.to(resolve_device(device)).eval(), meta
-
-
-#: Bytes one batch of encoding may hold in its widest layer's activations. With the logconv
-#: front end a fixed 65,536 frames a batch held 2 GB per conv layer (32 channels x 255 log bins
-#: x 4 bytes a frame) and ``label_clusters`` peaked at 7.2 GB; sized by bytes, every stage that
-#: encodes stays within a few hundred MB whatever the model.
-ENCODE_BATCH_BYTES = 64 << 20
-
-
-def encode_batch(model: nn.Module, batch_size: int = 65536) -> int:
-    """Datapoints (windows for a model with context) per forward pass of :func:`encode`: at
-    most ``batch_size`` frames, and no more than :data:`ENCODE_BATCH_BYTES` of activations in
-    the encoder's widest layer (:func:`soundharvest.models.activation_floats`)."""
-    from .models import activation_floats
-
-    t, _ = context_of(model)
-    by_bytes = ENCODE_BATCH_BYTES // (4 * max(1, activation_floats(model)))
-    return max(1, min(int(batch_size) // t, by_bytes))
-
-
-@torch.inference_mode()
-def encode(model: nn.Module, frames: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-    """Latent codes of ``frames`` (``(n, in_dim)``, e.g. a memmap), batched, without gradients.
-
-    :param model: a model with ``encode`` (from :func:`load_model` or :func:`build_model`).
-    :param frames: float16/float32 array of frames in [0, 1]; for a model with context T > 1
-        (``architecture.context``), windows ``(n, T, in_dim)``.
-    :param batch_size: frames per forward pass at most (fewer where the encoder's activations
-        would pass :data:`ENCODE_BATCH_BYTES`: :func:`encode_batch`).
-    :return: float32 array ``(n, latent)``.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    frames = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
-    t, _ = context_of(model)
-    want = (model.in_dim,) if t == 1 else (t, model.in_dim)
-    if frames.ndim != 1 + len(want) or frames.shape[1:] != want:
-        raise SoundharvestError(
-            f"frames: shape {frames.shape}, the model expects (n, {', '.join(map(str, want))}); "
-            "use frames of the feature kind the model was trained on"
-            + ("" if t == 1 else " (a sequence of frames: encode_sequence)")
-        )
-    out = np.empty((frames.shape[0], model.latent_dim), dtype=np.float32)
-    step = encode_batch(model, batch_size)
-    for a in range(0, frames.shape[0], step):
-        x = torch.from_numpy(np.array(frames[a : a + step], dtype=np.float32)).to(device)
-        out[a : a + x.shape[0]] = model.encode(x).float().cpu().numpy()
-    return out
-
-
-def encode_sequence(model: nn.Module, frames: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-    """One code per frame of a sequence of consecutive frames (a file, a note, a clip).
-
-    A single-frame model encodes each frame; a model with context T > 1 encodes the window
-    that starts at each frame (T frames ``context_stride`` apart, the last frame repeated past
-    the end of the sequence), the datapoint it was trained on. The windows are gathered one
-    batch at a time (:func:`encode_batch`), so a memmap of any length costs no more memory
-    than its codes.
-
-    :param frames: ``(n, in_dim)`` consecutive frames.
-    :return: float32 array ``(n, latent)``.
-    """
-    t, stride = context_of(model)
-    if t == 1:
-        return encode(model, frames, batch_size)
-    frames = np.asarray(frames)
-    if frames.ndim != 2:
-        raise SoundharvestError(f"frames: shape {frames.shape}, expected a sequence (n, bins)")
-    n = frames.shape[0]
-    out = np.empty((n, model.latent_dim), dtype=np.float32)
-    step = encode_batch(model, batch_size)
-    for a in range(0, n, step):
-        idx = window_index(np.arange(a, min(n, a + step)), n, t, stride)
-        out[a : a + len(idx)] = encode(model, frames[idx], batch_size)
-    return out
-
-
 @torch.no_grad()
 def reconstruction_loss(model: nn.Module, x: torch.Tensor) -> float:
     """Mean squared reconstruction error of ``model`` on the batch ``x``."""
@@ -835,58 +698,23 @@ def _fingerprint(**kw: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# train()
+# Settings
 # --------------------------------------------------------------------------------------------
 
 
-def train(
-    shard_paths: Sequence[Pathlike],
-    out_weights: Pathlike,
-    out_curves_tsv: Pathlike,
-    out_curves_png: Pathlike,
-    model_type: str = "acai",
-    arch: Mapping[str, Any] | str = "thesis",
-    frames: int = 150_000,
-    batch_size: int = 256,
-    lr: float = 1e-4,
-    advweight: float = 0.5,
-    reg: float = 0.2,
-    seed: int = 0,
-    device: str = "auto",
-    threads: int | None = None,
-    checkpoint_path: Pathlike | None = None,
-    checkpoint_every: int | None = None,
-    log_every: int | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    *,
-    block_rows: int = BLOCK_ROWS,
-    prefetch: int = 2,
-    amp: str = "auto",
-    compile: str = "auto",
-    callback: Callable[[int, dict[str, float] | None], None] | None = None,
-    normalize: str = "none",
-    positives: Sequence[Pathlike] | None = None,
-    max_offset: int = 8,
-    temperature: float = 0.1,
-    recon_weight: float = 0.0,
-    positive_scope: str = "clip",
-    gain_jitter: float = 0.0,
-    eq_jitter: float = 0.0,
-    pitch_jitter: float = 0.0,
-    lr_schedule: str = "constant",
-    label_weight: float = 0.0,
-    loss: str = "gce",
-    gce_q: float = 0.7,
-    holdout: float = 0.0,
-) -> dict[str, Any]:
-    """Train one model on the shuffled shards for exactly ``frames`` frames.
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a training run learns: the model type, its architecture and every hyperparameter.
 
-    :param shard_paths: the shuffle stage's ``shard-XX.npy`` files.
-    :param out_weights: final weights (``.safetensors``, metadata under key ``soundharvest``).
-    :param out_curves_tsv: curves: one row per logging window (columns :data:`CURVE_COLUMNS`).
-    :param out_curves_png: figure of the curves.
-    :param model_type: ``acai``, ``ae`` or ``random`` (initialised, never trained), or any type
-        registered in :data:`soundharvest.models.MODEL_TYPES` and :data:`OBJECTIVES`.
+    Validated once, on construction; :meth:`of` builds one from keyword arguments and names an
+    unknown key in one line (``batch_sise``). The weights' metadata (:meth:`metadata`) and the
+    checkpoint's fingerprint (:func:`_fingerprint_of`) derive from it. How a run executes
+    (device, threads, checkpoints, logging) is not a setting: those are :func:`train`'s own
+    keyword arguments.
+
+    :param model_type: ``acai``, ``ae``, ``random`` (initialised, never trained),
+        ``contrastive``, ``classifier``, or any type registered in
+        :data:`soundharvest.models.MODEL_TYPES` and :data:`OBJECTIVES`.
     :param arch: architecture dict or preset name (:func:`soundharvest.models.resolve_arch`).
     :param frames: training budget in datapoints seen, frames (windows for a model with
         context) (the last batch is cut to hit it exactly).
@@ -895,6 +723,529 @@ def train(
     :param advweight: ACAI's lambda, weight of the critic term in the autoencoder loss (0.5).
     :param reg: ACAI's gamma, critic regulariser mix (0.2).
     :param seed: seeds the initial weights, the block order and alpha.
+    :param normalize: the encoder's input normalisation: ``none`` (the thesis), ``frame``
+        (each frame standardised over its bins) or ``bin`` (per-bin mean and std of a sample of
+        up to :data:`BLOCK_ROWS` training frames, stored with the weights).
+    :param lr_schedule: ``constant`` (the thesis) or ``cosine`` (decay to 0 over the budget,
+        :func:`lr_factor`).
+    :param max_offset: pair objectives: largest distance in frames from a frame to its partner.
+    :param temperature: ``contrastive``: InfoNCE temperature on cosine similarities.
+    :param recon_weight: ``contrastive``: weight of an added reconstruction term (0: none).
+    :param positive_scope: pair objectives: ``clip`` (same clip, within ``max_offset``; no
+        labels used) or ``label`` (any frame of the same query label: weak supervision).
+    :param gain_jitter: ``contrastive``: random level change of each anchor frame, uniform in
+        +-``gain_jitter`` in the frames' scaled units (0.1 = 8 dB of the 80 dB range).
+    :param eq_jitter: ``contrastive``: random equaliser on each anchor, a mix of
+        :func:`eq_basis`'s curves with coefficients uniform in +-``eq_jitter`` (scaled units).
+    :param pitch_jitter: ``contrastive``: each anchor shifted in pitch by up to
+        +-``pitch_jitter`` semitones (:func:`pitch_shift`; needs the feature kind in metadata).
+    :param label_weight: ``contrastive`` with ``positive_scope`` ``clip``: weight of an added
+        loss whose positives are all pairs of one query label (weak supervision; 0: none).
+    :param loss: ``classifier``: ``gce`` (default), ``ce`` or ``bootstrap`` (:func:`robust_loss`).
+    :param gce_q: ``classifier`` with ``gce``: the exponent q in (0, 1].
+    :param holdout: ``classifier``: the share of clips held out of training for calibration
+        (:func:`soundharvest.calibrate.held_out`); their datapoints are dropped from each batch
+        (the budget still counts the stream's datapoints).
+    """
+
+    model_type: str = "acai"
+    arch: Mapping[str, Any] | str = "thesis"
+    frames: int = 150_000
+    batch_size: int = 256
+    lr: float = 1e-4
+    advweight: float = 0.5
+    reg: float = 0.2
+    seed: int = 0
+    normalize: str = "none"
+    lr_schedule: str = "constant"
+    max_offset: int = 8
+    temperature: float = 0.1
+    recon_weight: float = 0.0
+    positive_scope: str = "clip"
+    gain_jitter: float = 0.0
+    eq_jitter: float = 0.0
+    pitch_jitter: float = 0.0
+    label_weight: float = 0.0
+    loss: str = "gce"
+    gce_q: float = 0.7
+    holdout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.model_type not in OBJECTIVES:
+            raise SoundharvestError(
+                f"model type {self.model_type!r}: unknown; use one of "
+                f"{', '.join(sorted(OBJECTIVES))}"
+            )
+        if not isinstance(self.frames, int) or self.frames < 0:
+            raise SoundharvestError(
+                f"frames = {self.frames!r}: give a non-negative integer frame budget"
+            )
+        lr_factor(self.lr_schedule, 0, self.frames)  # an unknown schedule fails before any work
+        if self.loss not in CLASSIFIER_LOSSES:
+            raise SoundharvestError(
+                f"loss = {self.loss!r}: use one of {', '.join(CLASSIFIER_LOSSES)}"
+            )
+        if not 0.0 < float(self.gce_q) <= 1.0:
+            raise SoundharvestError(f"gce_q = {self.gce_q!r}: give a number in (0, 1]")
+
+    @classmethod
+    def of(cls, settings: TrainSettings | None = None, **overrides: Any) -> TrainSettings:
+        """``settings`` (default: the defaults) with ``overrides`` replaced.
+
+        :raises SoundharvestError: naming an override that is not a setting.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise SoundharvestError(
+                f"train: {', '.join(map(repr, unknown))} is not a training setting; the "
+                f"settings are {', '.join(sorted(known))}"
+            )
+        return replace(settings or cls(), **overrides)
+
+    #: Keys of a workflow ``models:`` entry that are not settings of the same name.
+    ENTRY_KEYS = {"type": "model_type", "architecture": "arch"}
+
+    @classmethod
+    def from_entry(
+        cls, entry: Mapping[str, Any], arch: Mapping[str, Any] | str, holdout: float = 0.0
+    ) -> TrainSettings:
+        """The settings of a workflow model entry (config ``models:``, defaults filled in).
+
+        :param arch: the entry's ``architecture`` resolved (the config's ``architectures``).
+        :param holdout: ``calibration.holdout``; only the classifier holds clips out.
+        """
+        kw = {k: v for k, v in entry.items() if k not in cls.ENTRY_KEYS}
+        kw.setdefault("frames", 0)  # a model that is never trained needs no budget
+        classifier = entry["type"] == "classifier"
+        return cls.of(model_type=entry["type"], arch=arch, holdout=holdout if classifier else 0.0,
+                      **kw)  # fmt: skip
+
+    @property
+    def objective(self) -> type[Objective] | None:
+        """The objective class of the model type (``None``: never trained)."""
+        return OBJECTIVES[self.model_type]
+
+    @property
+    def needs_pairs(self) -> bool:
+        return self.objective is not None and self.objective.needs_pairs
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.objective is not None and bool(self.objective.needs_labels or self.label_weight)
+
+    def metadata(self, arch: Mapping[str, Any], in_dim: int, extra: Mapping[str, Any]) -> dict:
+        """The weights' metadata (``soundharvest`` key of the safetensors file)."""
+        meta: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "model_type": self.model_type,
+            "arch": arch,
+            "in_dim": in_dim,
+            "seed": int(self.seed),
+            "batch_size": int(self.batch_size),
+            "lr": float(self.lr),
+            "advweight": float(self.advweight),
+            "reg": float(self.reg),
+            "normalize": self.normalize,
+            "lr_schedule": self.lr_schedule,
+            "extra": dict(extra),
+        }
+        if self.needs_pairs:
+            meta.update(
+                max_offset=int(self.max_offset),
+                temperature=float(self.temperature),
+                recon_weight=float(self.recon_weight),
+                positive_scope=self.positive_scope,
+                gain_jitter=float(self.gain_jitter),
+                eq_jitter=float(self.eq_jitter),
+                pitch_jitter=float(self.pitch_jitter),
+                **({"label_weight": float(self.label_weight)} if self.label_weight else {}),
+            )
+        if self.model_type == "classifier":
+            meta.update(loss=self.loss, gce_q=float(self.gce_q), holdout=float(self.holdout))
+        return meta
+
+
+# --------------------------------------------------------------------------------------------
+# train()
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Setup:
+    """What :func:`train` builds before its first step."""
+
+    model: nn.Module
+    reader: ShardReader
+    pairs: ClipPositives | None
+    arch: dict[str, Any]
+    in_dim: int
+    bin_hz: list[float] | None
+    context: int
+    stride: int
+
+    @property
+    def unit(self) -> str:
+        """What the budget counts: frames, or windows of ``context`` frames."""
+        return "frames" if self.context == 1 else "windows"
+
+
+def _bin_hz(
+    arch: dict[str, Any], s: TrainSettings, metadata: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], list[float] | None]:
+    """The bins' frequencies where the front end or a pitch shift needs them (and the arch
+    that carries them for a logconv front end)."""
+    bin_hz = arch.get("bin_hz")
+    if bin_hz is not None or not (arch["frontend"] == "logconv" or s.pitch_jitter > 0):
+        return arch, bin_hz
+    # The front end resamples the bins onto a log-frequency axis, and a pitch shift moves
+    # them along it: both need their frequencies, which follow from the feature kind.
+    spec = (metadata or {}).get("features")
+    if not spec:
+        what = "frontend = logconv" if arch["frontend"] == "logconv" else "pitch_jitter"
+        raise SoundharvestError(
+            f"{what}: the bins' frequencies are unknown; pass metadata={{'features': "
+            "{'kind', 'params', 'sample_rate'}} or arch['bin_hz']"
+        )
+    hz = bin_frequencies(spec["kind"], spec.get("params"), int(spec["sample_rate"]))
+    bin_hz = [round(float(f), 4) for f in hz]
+    if arch["frontend"] == "logconv":
+        arch = {**arch, "bin_hz": bin_hz}
+    return arch, bin_hz
+
+
+def _setup(
+    shard_paths: Sequence[Pathlike],
+    s: TrainSettings,
+    dev: torch.device,
+    metadata: Mapping[str, Any] | None,
+    positives: Sequence[Pathlike] | None,
+    reader_options: Mapping[str, Any],
+) -> _Setup:
+    """The model (built, normalizer fitted), the shard reader and the pair source."""
+    reader = ShardReader(shard_paths, s.batch_size, seed=s.seed, device=dev, **reader_options)
+    arch, bin_hz = _bin_hz(resolve_arch(s.arch), s, metadata)
+    if s.model_type == "classifier":
+        if not positives:
+            raise SoundharvestError(
+                "model type 'classifier' learns the query label of each clip: give the "
+                "concatenate files the shuffle read (positives)"
+            )
+        # The head's labels: the concatenate files' names, in the shuffle's order.
+        arch = {**arch, "classes": [Path(p).name[: -len(".npy")] for p in positives]}
+    model = build_model(s.model_type, reader.n_bins, arch, s.seed, normalize=s.normalize)
+    model = model.to(dev)
+    context, stride = context_of(model)
+    if context > 1 and s.recon_weight > 0:
+        raise SoundharvestError(
+            f"recon_weight = {s.recon_weight}: the decoder reconstructs single frames; with "
+            f"architecture.context = {context} set recon_weight: 0"
+        )
+    if s.normalize == "bin":
+        # Per-bin statistics from the stream's first rows (a uniform sample: shards are shuffled).
+        sample = torch.cat(list(reader.batches(0, min(reader.n_rows, BLOCK_ROWS))))
+        autoencoder_of(model).normalizer.fit(sample.to(dev))
+        del sample
+    pairs = None
+    if s.needs_pairs:
+        if not positives:
+            raise SoundharvestError(
+                f"model type {s.model_type!r} trains on pairs of frames of one clip: give the "
+                "concatenate files the shuffle read (positives)"
+            )
+        pairs = ClipPositives(positives, s.max_offset, s.positive_scope)
+        if s.label_weight and s.positive_scope != "clip":
+            raise SoundharvestError(
+                f"label_weight = {s.label_weight} adds label positives to the clip scope's; "
+                f"with positive_scope {s.positive_scope!r} the labels decide already: set one "
+                "of them"
+            )
+        reader = ShardReader(
+            shard_paths, s.batch_size, seed=s.seed, device=dev, with_rows=True, **reader_options
+        )
+    return _Setup(model, reader, pairs, arch, reader.n_bins, bin_hz, context, stride)
+
+
+def _save_untrained(
+    setup: _Setup, meta: Mapping[str, Any], outs: Sequence[Pathlike], title: str
+) -> dict[str, Any]:
+    """A model that is never trained: weights as initialised, and the reconstruction loss on
+    a sample so the report can compare trained models against it (a window encoder has no
+    single-frame reconstruction to report: NaN)."""
+    reader, model = setup.reader, setup.model
+    n_sample = min(reader.n_rows, BLOCK_ROWS) if setup.context == 1 else 0
+    losses = []
+    model.eval()
+    for x in reader.batches(0, n_sample):
+        losses.append((reconstruction_loss(model, x), x.shape[0]))
+    recon = sum(v * n for v, n in losses) / sum(n for _, n in losses) if losses else math.nan
+    row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
+    row.update(frames=0, ae_loss=recon, recon_loss=recon)
+    curves = pd.DataFrame([row], columns=CURVE_COLUMNS)
+    out_weights, out_curves_tsv, out_curves_png = outs
+    save_weights(model, out_weights, {**meta, "frames_seen": 0, "sample_frames": n_sample})
+    write_tsv(out_curves_tsv, curves)
+    plot_curves(curves, out_curves_png, title)
+    log.info("random model: reconstruction loss %.5f on %d frames", recon, n_sample)
+    return {"model_type": meta["model_type"], "frames_seen": 0, "recon_loss": recon}
+
+
+def _amp_dtype(amp: str, dev: torch.device) -> torch.dtype | None:
+    if amp == "auto":
+        return torch.bfloat16 if dev.type == "cuda" else None
+    if amp in ("bf16", "none"):
+        return torch.bfloat16 if amp == "bf16" else None
+    raise SoundharvestError(f"amp = {amp!r}: use auto, bf16 or none")
+
+
+def _objective(s: TrainSettings, setup: _Setup, amp_dtype: torch.dtype | None) -> Objective:
+    """The model type's objective (optimiser state included) on the set-up model."""
+    assert s.objective is not None
+    return s.objective(
+        setup.model,
+        lr=s.lr,
+        seed=s.seed,
+        amp_dtype=amp_dtype,
+        advweight=s.advweight,
+        reg=s.reg,
+        temperature=s.temperature,
+        recon_weight=s.recon_weight,
+        gain_jitter=s.gain_jitter,
+        eq_jitter=s.eq_jitter,
+        pitch_jitter=s.pitch_jitter,
+        label_weight=s.label_weight,
+        loss=s.loss,
+        gce_q=s.gce_q,
+        bin_hz=setup.bin_hz,
+        scheduled=s.lr_schedule != "constant",
+    )
+
+
+def _fingerprint_of(
+    s: TrainSettings,
+    setup: _Setup,
+    block_rows: int,
+    positives: Sequence[Pathlike] | None,
+) -> dict[str, Any]:
+    """The settings a checkpoint must have been made with to be resumed from."""
+    pairs: dict[str, Any] = {}
+    if setup.pairs is not None:
+        pairs["pairs"] = [
+            s.max_offset,
+            s.temperature,
+            s.recon_weight,
+            s.positive_scope,
+            [str(p) for p in positives or ()],
+            *([s.gain_jitter] if s.gain_jitter else []),
+            *([["eq", s.eq_jitter]] if s.eq_jitter else []),
+            *([["pitch", s.pitch_jitter]] if s.pitch_jitter else []),
+            *([["label", s.label_weight]] if s.label_weight else []),
+            *([["classifier", s.loss, s.gce_q, s.holdout]] if s.model_type == "classifier" else []),
+        ]
+    reader = setup.reader
+    return _fingerprint(
+        model_type=s.model_type,
+        arch=setup.arch,
+        in_dim=setup.in_dim,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        advweight=s.advweight,
+        reg=s.reg,
+        seed=s.seed,
+        block_rows=block_rows,
+        **({} if s.normalize == "none" else {"normalize": s.normalize}),
+        **({} if s.lr_schedule == "constant" else {"lr_schedule": s.lr_schedule}),
+        **pairs,
+        shards=[[p.name, n] for p, n in zip(reader.paths, reader.shard_rows, strict=True)],
+    )
+
+
+class _Checkpoint:
+    """A run's checkpoint file: resumed from when its fingerprint and budget match."""
+
+    def __init__(self, path: Pathlike | None, fingerprint: Mapping[str, Any]) -> None:
+        self.path = None if path is None else Path(path)
+        self.config = json.dumps(fingerprint, sort_keys=True)
+
+    def resume(
+        self, model: nn.Module, objective: Objective, frames: int
+    ) -> tuple[int, list[list[float]]] | None:
+        """Load a matching checkpoint into ``model`` and ``objective``: ``(frames seen,
+        curve rows)``, or None (none, unreadable, other settings, past the budget)."""
+        if self.path is None or not self.path.is_file():
+            return None
+        ck = _load_checkpoint(self.path)
+        if ck is None:
+            return None
+        if ck["config"] != self.config:
+            old, new = json.loads(ck["config"]), json.loads(self.config)
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            log.warning(
+                "checkpoint %s was made with other settings (%s differ); starting fresh",
+                self.path,
+                ", ".join(diff),
+            )
+            return None
+        if int(ck["frames_seen"]) > frames:
+            log.warning(
+                "checkpoint %s is at %d frames, past the budget of %d; starting fresh",
+                self.path,
+                int(ck["frames_seen"]),
+                frames,
+            )
+            return None
+        model.load_state_dict(ck["model"])
+        objective.load_state_dict(ck["objective"])
+        log.info("resuming from checkpoint %s at %d frames", self.path, int(ck["frames_seen"]))
+        return int(ck["frames_seen"]), ck["curves"].tolist()
+
+    def save(
+        self, frames_seen: int, model: nn.Module, objective: Objective, rows: list[list[float]]
+    ) -> None:
+        if self.path is None:
+            return
+        state = {
+            "config": self.config,
+            "frames_seen": frames_seen,
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "objective": objective.state_dict(),
+            "curves": torch.tensor(rows, dtype=torch.float64).reshape(-1, len(CURVE_COLUMNS)),
+        }
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+
+
+def _pair_batch(
+    batch: tuple[torch.Tensor, torch.Tensor], s: TrainSettings, setup: _Setup, frames_seen: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A pair objective's step inputs from a batch of rows: ``(anchors and partners stacked on
+    dim 1, clip ids (and label ids))``; None when every row belongs to a held-out clip."""
+    x, src_rows = batch
+    pairs, dev = setup.pairs, x.device
+    assert pairs is not None
+    # The partner draw is a function of (seed, frames seen): a resumed run draws the same
+    # partners as an uninterrupted one.
+    prng = np.random.default_rng([int(s.seed), 7, frames_seen])
+    rows_np = src_rows.numpy()
+    if s.model_type == "classifier" and s.holdout > 0:
+        keep = ~pairs.held_out(rows_np, s.holdout)  # clips kept for calibration
+        rows_np = rows_np[keep]
+        x = x[torch.from_numpy(keep).to(x.device)]
+        if not len(rows_np):
+            return None
+    partner_rows = pairs.partner_rows(rows_np, prng)
+    if setup.context > 1:  # the datapoints are the windows that start at those rows
+        x = torch.from_numpy(pairs.frames(pairs.window_rows(rows_np, setup.context, setup.stride)))
+        x = x.to(dev, non_blocking=True)
+        partner_rows = pairs.window_rows(partner_rows, setup.context, setup.stride)
+    partner = pairs.frames(partner_rows)
+    x = torch.stack([x, torch.from_numpy(partner).to(dev, non_blocking=True)], dim=1)
+    # Clip ids as float32 are exact below 2^24 clips.
+    groups = torch.from_numpy(pairs.groups(rows_np).astype(np.float32))
+    if s.needs_labels:  # the label of each pair beside its clip
+        labels = torch.from_numpy(pairs.labels(rows_np).astype(np.float32))
+        groups = torch.stack([groups, labels], dim=1)
+    return x, groups.to(dev)
+
+
+class _Curves:
+    """Means of the step metrics over logging windows: the curves' rows and the log lines."""
+
+    def __init__(
+        self,
+        rows: list[list[float]],
+        frames_seen: int,
+        frames: int,
+        every: int,
+        what: tuple[str, str],
+        device: torch.device,
+    ) -> None:
+        self.rows, self.frames, self.every = rows, frames, every
+        self.model_type, self.unit = what  # for the log lines
+        self.acc = torch.zeros(len(METRICS), dtype=torch.float64, device=device)
+        self.n = 0
+        self.start_seen = self.win_start = frames_seen
+        self.next = (frames_seen // every + 1) * every
+        self.t_run = self.t_win = time.perf_counter()
+
+    def add(self, metrics: torch.Tensor, frames_seen: int) -> dict[str, float] | None:
+        """Accumulate one step's metrics; at the end of a window, its row (else None)."""
+        self.acc += metrics  # a copy: a CUDA graph's metrics buffer is overwritten next step
+        self.n += 1
+        if frames_seen < self.next and frames_seen != self.frames:
+            return None
+        vals = (self.acc / self.n).tolist()  # the one host sync per logging window
+        now = time.perf_counter()
+        rate = (frames_seen - self.win_start) / max(now - self.t_win, 1e-9)
+        row = dict(zip(CURVE_COLUMNS, [frames_seen, *vals, rate], strict=True))
+        self.rows.append(list(row.values()))
+        self._log(row, frames_seen, rate, now)
+        self.acc.zero_()
+        self.n = 0
+        self.t_win, self.win_start = now, frames_seen
+        self.next = (frames_seen // self.every + 1) * self.every
+        return row
+
+    def _log(self, row: Mapping[str, float], seen: int, rate: float, now: float) -> None:
+        model_type, unit = self.model_type, self.unit
+        overall = (seen - self.start_seen) / max(now - self.t_run, 1e-9)
+        log.info(
+            "train %s: %d/%d %s (%.1f%%) | %.0f %s/s | ae %.5f recon %.5f critic %.5f"
+            " | alpha-hat %.3f±%.3f corr %.2f | ETA %s",
+            model_type,
+            seen,
+            self.frames,
+            unit,
+            100.0 * seen / max(self.frames, 1),
+            rate,
+            unit,
+            row["ae_loss"],
+            row["recon_loss"],
+            row["critic_loss"],
+            row["alpha_hat_mean"],
+            row["alpha_hat_std"],
+            row["alpha_corr"],
+            _fmt_eta((self.frames - seen) / overall),
+        )
+
+    def frame(self) -> pd.DataFrame:
+        curves = pd.DataFrame(self.rows, columns=CURVE_COLUMNS)
+        if len(curves):
+            curves["frames"] = curves["frames"].astype(np.int64)
+        return curves
+
+
+def train(
+    shard_paths: Sequence[Pathlike],
+    out_weights: Pathlike,
+    out_curves_tsv: Pathlike,
+    out_curves_png: Pathlike,
+    settings: TrainSettings | None = None,
+    *,
+    positives: Sequence[Pathlike] | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    checkpoint_path: Pathlike | None = None,
+    checkpoint_every: int | None = None,
+    log_every: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    block_rows: int = BLOCK_ROWS,
+    prefetch: int = 2,
+    amp: str = "auto",
+    compile: str = "auto",
+    callback: Callable[[int, dict[str, float] | None], None] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train one model on the shuffled shards for exactly ``settings.frames`` frames.
+
+    :param shard_paths: the shuffle stage's ``shard-XX.npy`` files.
+    :param out_weights: final weights (``.safetensors``, metadata under key ``soundharvest``).
+    :param out_curves_tsv: curves: one row per logging window (columns :data:`CURVE_COLUMNS`).
+    :param out_curves_png: figure of the curves.
+    :param settings: what to learn (:class:`TrainSettings`); ``overrides`` replace its fields
+        (``train(..., model_type="ae", frames=10_000)``; an unknown name is an error).
+    :param positives: for pair objectives and the classifier: the concatenate-stage ``.npy``
+        files the shuffle read, in its order (:class:`soundharvest.loader.ClipPositives`).
     :param device: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:N``.
     :param threads: CPU threads for torch (default: all cores this process may use).
     :param checkpoint_path: checkpoint file; resumed from if it exists and matches the settings.
@@ -909,378 +1260,49 @@ def train(
         ``compile`` (torch.compile), ``reduce-overhead``, ``cudagraph``.
     :param callback: called after every step with ``(frames_seen, row)``; ``row`` is the curve
         row (dict) at logging steps, else ``None``.
-    :param normalize: the encoder's input normalisation: ``none`` (the thesis), ``frame``
-        (each frame standardised over its bins) or ``bin`` (per-bin mean and std of a sample of
-        up to :data:`BLOCK_ROWS` training frames, stored with the weights).
-    :param positives: for pair objectives (``contrastive``): the concatenate-stage ``.npy``
-        files the shuffle read, in its order (:class:`soundharvest.loader.ClipPositives`).
-    :param max_offset: pair objectives: largest distance in frames from a frame to its partner.
-    :param temperature: ``contrastive``: InfoNCE temperature on cosine similarities.
-    :param recon_weight: ``contrastive``: weight of an added reconstruction term (0: none).
-    :param positive_scope: pair objectives: ``clip`` (same clip, within ``max_offset``; no
-        labels used) or ``label`` (any frame of the same query label: weak supervision).
-    :param gain_jitter: ``contrastive``: random level change of each anchor frame, uniform in
-        +-``gain_jitter`` in the frames' scaled units (0.1 = 8 dB of the 80 dB range).
-    :param eq_jitter: ``contrastive``: random equaliser on each anchor, a mix of
-        :func:`eq_basis`'s curves with coefficients uniform in +-``eq_jitter`` (scaled units).
-    :param pitch_jitter: ``contrastive``: each anchor shifted in pitch by up to
-        +-``pitch_jitter`` semitones (:func:`pitch_shift`; needs the feature kind in metadata).
-    :param lr_schedule: ``constant`` (the thesis) or ``cosine`` (decay to 0 over the budget,
-        :func:`lr_factor`).
-    :param label_weight: ``contrastive`` with ``positive_scope`` ``clip``: weight of an added
-        loss whose positives are all pairs of one query label (weak supervision; 0: none).
-    :param loss: ``classifier``: ``gce`` (default), ``ce`` or ``bootstrap`` (:func:`robust_loss`).
-    :param gce_q: ``classifier`` with ``gce``: the exponent q in (0, 1].
-    :param holdout: ``classifier``: the share of clips held out of training for calibration
-        (:func:`soundharvest.calibrate.held_out`); their datapoints are dropped from each batch
-        (the budget still counts the stream's datapoints).
     :return: summary dict (model_type, frames_seen, seconds, frames_per_s, last curve row, ...).
     """
-    if model_type not in OBJECTIVES:
-        raise SoundharvestError(
-            f"model type {model_type!r}: unknown; use one of {', '.join(sorted(OBJECTIVES))}"
-        )
-    if not isinstance(frames, int) or frames < 0:
-        raise SoundharvestError(f"frames = {frames!r}: give a non-negative integer frame budget")
-    lr_factor(lr_schedule, 0, frames)  # an unknown schedule fails before any work
-    if loss not in CLASSIFIER_LOSSES:
-        raise SoundharvestError(f"loss = {loss!r}: use one of {', '.join(CLASSIFIER_LOSSES)}")
-    if not 0.0 < float(gce_q) <= 1.0:
-        raise SoundharvestError(f"gce_q = {gce_q!r}: give a number in (0, 1]")
+    s = TrainSettings.of(settings, **overrides)
     t_start = time.perf_counter()
     dev = resolve_device(device)
     n_threads = _set_threads(threads)
-    arch = resolve_arch(arch)
-    reader = ShardReader(
-        shard_paths, batch_size, block_rows=block_rows, seed=seed, device=dev, prefetch=prefetch
-    )
-    in_dim = reader.n_bins
-    bin_hz = arch.get("bin_hz")
-    if bin_hz is None and (arch["frontend"] == "logconv" or pitch_jitter > 0):
-        # The front end resamples the bins onto a log-frequency axis, and a pitch shift moves
-        # them along it: both need their frequencies, which follow from the feature kind.
-        spec = (metadata or {}).get("features")
-        if not spec:
-            what = "frontend = logconv" if arch["frontend"] == "logconv" else "pitch_jitter"
-            raise SoundharvestError(
-                f"{what}: the bins' frequencies are unknown; pass metadata={{'features': "
-                "{'kind', 'params', 'sample_rate'}} or arch['bin_hz']"
-            )
-        hz = bin_frequencies(spec["kind"], spec.get("params"), int(spec["sample_rate"]))
-        bin_hz = [round(float(f), 4) for f in hz]
-        if arch["frontend"] == "logconv":
-            arch = {**arch, "bin_hz": bin_hz}
-    objective_cls = OBJECTIVES[model_type]
-    labels_needed = objective_cls is not None and (objective_cls.needs_labels or label_weight)
-    if model_type == "classifier":
-        if not positives:
-            raise SoundharvestError(
-                "model type 'classifier' learns the query label of each clip: give the "
-                "concatenate files the shuffle read (positives)"
-            )
-        # The head's labels: the concatenate files' names, in the shuffle's order.
-        arch = {**arch, "classes": [Path(p).name[: -len(".npy")] for p in positives]}
-    model = build_model(model_type, in_dim, arch, seed, normalize=normalize).to(dev)
-    context, stride = context_of(model)
-    # What the budget counts: frames, or windows of `context` frames.
-    unit = "frames" if context == 1 else "windows"
-    if context > 1 and recon_weight > 0:
-        raise SoundharvestError(
-            f"recon_weight = {recon_weight}: the decoder reconstructs single frames; with "
-            f"architecture.context = {context} set recon_weight: 0"
-        )
-    if normalize == "bin":
-        # Per-bin statistics from the stream's first rows (a uniform sample: shards are shuffled).
-        sample = torch.cat(list(reader.batches(0, min(reader.n_rows, BLOCK_ROWS))))
-        autoencoder_of(model).normalizer.fit(sample.to(dev))
-        del sample
-    pairs = None
-    if objective_cls is not None and objective_cls.needs_pairs:
-        if not positives:
-            raise SoundharvestError(
-                f"model type {model_type!r} trains on pairs of frames of one clip: give the "
-                "concatenate files the shuffle read (positives)"
-            )
-        pairs = ClipPositives(positives, max_offset, positive_scope)
-        if label_weight and positive_scope != "clip":
-            raise SoundharvestError(
-                f"label_weight = {label_weight} adds label positives to the clip scope's; with "
-                f"positive_scope {positive_scope!r} the labels decide already: set one of them"
-            )
-        reader = ShardReader(
-            shard_paths,
-            batch_size,
-            block_rows=block_rows,
-            seed=seed,
-            device=dev,
-            prefetch=prefetch,
-            with_rows=True,
-        )
-    meta: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "model_type": model_type,
-        "arch": arch,
-        "in_dim": in_dim,
-        "seed": int(seed),
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "advweight": float(advweight),
-        "reg": float(reg),
-        "normalize": normalize,
-        "lr_schedule": lr_schedule,
-        "extra": dict(metadata or {}),
-    }
-    if pairs is not None:
-        meta.update(
-            max_offset=int(max_offset),
-            temperature=float(temperature),
-            recon_weight=float(recon_weight),
-            positive_scope=positive_scope,
-            gain_jitter=float(gain_jitter),
-            eq_jitter=float(eq_jitter),
-            pitch_jitter=float(pitch_jitter),
-            **({"label_weight": float(label_weight)} if label_weight else {}),
-        )
-    if model_type == "classifier":
-        meta.update(loss=loss, gce_q=float(gce_q), holdout=float(holdout))
-    title = f"{model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
-    log.info(
-        "train %s: %d frames of %d bins in %d shard(s), device %s, %d thread(s)",
-        model_type,
-        reader.n_rows,
-        in_dim,
-        len(reader.paths),
-        dev,
-        n_threads,
-    )
-    if context > 1:
-        log.info(
-            "train %s: datapoints are windows of %d frames, %d apart", model_type, context, stride
-        )
-
-    if objective_cls is None:
-        # Never trained: weights as initialised, and the reconstruction loss on a sample so the
-        # report can compare trained models against it.
-        # (A window encoder has no single-frame reconstruction to report: NaN.)
-        n_sample = min(reader.n_rows, BLOCK_ROWS) if context == 1 else 0
-        losses = []
-        model.eval()
-        for x in reader.batches(0, n_sample):
-            losses.append((reconstruction_loss(model, x), x.shape[0]))
-        recon = sum(v * n for v, n in losses) / sum(n for _, n in losses) if losses else math.nan
-        row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
-        row.update(frames=0, ae_loss=recon, recon_loss=recon)
-        curves = pd.DataFrame([row], columns=CURVE_COLUMNS)
-        _save_weights(model, out_weights, {**meta, "frames_seen": 0, "sample_frames": n_sample})
-        write_tsv(out_curves_tsv, curves)
-        plot_curves(curves, out_curves_png, title)
-        log.info("random model: reconstruction loss %.5f on %d frames", recon, n_sample)
-        return {"model_type": model_type, "frames_seen": 0, "recon_loss": recon, "device": str(dev)}
-
-    if amp == "auto":
-        amp_dtype = torch.bfloat16 if dev.type == "cuda" else None
-    elif amp == "bf16":
-        amp_dtype = torch.bfloat16
-    elif amp == "none":
-        amp_dtype = None
-    else:
-        raise SoundharvestError(f"amp = {amp!r}: use auto, bf16 or none")
-    model.train()
-    objective = objective_cls(
-        model,
-        lr=lr,
-        seed=seed,
-        amp_dtype=amp_dtype,
-        advweight=advweight,
-        reg=reg,
-        temperature=temperature,
-        recon_weight=recon_weight,
-        gain_jitter=gain_jitter,
-        eq_jitter=eq_jitter,
-        pitch_jitter=pitch_jitter,
-        label_weight=label_weight,
-        loss=loss,
-        gce_q=gce_q,
-        bin_hz=bin_hz,
-        scheduled=lr_schedule != "constant",
-    )
+    reader_options = {"block_rows": block_rows, "prefetch": prefetch}
+    setup = _setup(shard_paths, s, dev, metadata, positives, reader_options)
+    meta = s.metadata(setup.arch, setup.in_dim, metadata or {})
+    title = f"{s.model_type} ({(metadata or {}).get('kind', '')})".replace(" ()", "")
+    log.info("train %s: %d frames of %d bins in %d shard(s), device %s, %d thread(s)",
+             s.model_type, setup.reader.n_rows, setup.in_dim, len(setup.reader.paths), dev,
+             n_threads)  # fmt: skip
+    if setup.context > 1:
+        log.info("train %s: datapoints are windows of %d frames, %d apart", s.model_type,
+                 setup.context, setup.stride)  # fmt: skip
+    outs = (out_weights, out_curves_tsv, out_curves_png)
+    if s.objective is None:
+        return {**_save_untrained(setup, meta, outs, title), "device": str(dev)}
+    setup.model.train()
+    objective = _objective(s, setup, _amp_dtype(amp, dev))
     stepper = Stepper(objective, compile)
-    checkpoint_every = int(checkpoint_every or max(batch_size, frames // 10))
-    log_every = int(log_every or max(batch_size, frames // 100))
-
-    fingerprint = _fingerprint(
-        model_type=model_type,
-        arch=arch,
-        in_dim=in_dim,
-        batch_size=batch_size,
-        lr=lr,
-        advweight=advweight,
-        reg=reg,
-        seed=seed,
-        block_rows=block_rows,
-        **({} if normalize == "none" else {"normalize": normalize}),
-        **({} if lr_schedule == "constant" else {"lr_schedule": lr_schedule}),
-        **(
-            {}
-            if pairs is None
-            else {
-                "pairs": [
-                    max_offset,
-                    temperature,
-                    recon_weight,
-                    positive_scope,
-                    [str(p) for p in positives],
-                    *([gain_jitter] if gain_jitter else []),
-                    *([["eq", eq_jitter]] if eq_jitter else []),
-                    *([["pitch", pitch_jitter]] if pitch_jitter else []),
-                    *([["label", label_weight]] if label_weight else []),
-                    *([["classifier", loss, gce_q, holdout]] if model_type == "classifier" else []),
-                ]
-            }
-        ),
-        shards=[[p.name, n] for p, n in zip(reader.paths, reader.shard_rows, strict=True)],
-    )
-    frames_seen = 0
-    rows: list[list[float]] = []
-    resumed_from = None
-    if checkpoint_path is not None and Path(checkpoint_path).is_file():
-        ck = _load_checkpoint(checkpoint_path)
-        if ck is None:
-            pass
-        elif ck["config"] != json.dumps(fingerprint, sort_keys=True):
-            old = json.loads(ck["config"])
-            diff = sorted(
-                k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k)
-            )
-            log.warning(
-                "checkpoint %s was made with other settings (%s differ); starting fresh",
-                checkpoint_path,
-                ", ".join(diff),
-            )
-        elif int(ck["frames_seen"]) > frames:
-            log.warning(
-                "checkpoint %s is at %d frames, past the budget of %d; starting fresh",
-                checkpoint_path,
-                int(ck["frames_seen"]),
-                frames,
-            )
-        else:
-            model.load_state_dict(ck["model"])
-            objective.load_state_dict(ck["objective"])
-            frames_seen = int(ck["frames_seen"])
-            rows = ck["curves"].tolist()
-            resumed_from = frames_seen
-            log.info("resuming from checkpoint %s at %d frames", checkpoint_path, frames_seen)
-
-    def save_checkpoint() -> None:
-        if checkpoint_path is None:
-            return
-        state = {
-            "config": json.dumps(fingerprint, sort_keys=True),
-            "frames_seen": frames_seen,
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "objective": objective.state_dict(),
-            "curves": torch.tensor(rows, dtype=torch.float64).reshape(-1, len(CURVE_COLUMNS)),
-        }
-        with atomic_path(checkpoint_path) as tmp:
-            torch.save(state, tmp)
-
-    acc = torch.zeros(len(METRICS), dtype=torch.float64, device=dev)
-    n_acc = 0
-    next_log = (frames_seen // log_every + 1) * log_every
-    next_ck = (frames_seen // checkpoint_every + 1) * checkpoint_every
-    start_seen = frames_seen
-    t_run = t_win = time.perf_counter()
-    win_start = frames_seen
-    for x in reader.batches(frames_seen, frames):
-        if lr_schedule != "constant":
-            objective.set_lr_factor(lr_factor(lr_schedule, frames_seen, frames))
-        n_stream = x[0].shape[0] if pairs is not None else x.shape[0]
-        if pairs is not None:
-            x, src_rows = x
-            # The partner draw is a function of (seed, frames seen): a resumed run draws the
-            # same partners as an uninterrupted one.
-            prng = np.random.default_rng([int(seed), 7, frames_seen])
-            rows_np = src_rows.numpy()
-            if model_type == "classifier" and holdout > 0:
-                keep = ~pairs.held_out(rows_np, holdout)  # clips kept for calibration
-                rows_np = rows_np[keep]
-                x = x[torch.from_numpy(keep).to(x.device)]
-                if not len(rows_np):
-                    frames_seen += n_stream
-                    continue
-            partner_rows = pairs.partner_rows(rows_np, prng)
-            if context > 1:  # the datapoints are the windows that start at those rows
-                x = torch.from_numpy(pairs.frames(pairs.window_rows(rows_np, context, stride)))
-                x = x.to(dev, non_blocking=True)
-                partner_rows = pairs.window_rows(partner_rows, context, stride)
-            partner = pairs.frames(partner_rows)
-            x = torch.stack([x, torch.from_numpy(partner).to(dev, non_blocking=True)], dim=1)
-            # Clip ids as float32 are exact below 2^24 clips.
-            groups = torch.from_numpy(pairs.groups(rows_np).astype(np.float32))
-            if labels_needed:  # the label of each pair beside its clip
-                labels = torch.from_numpy(pairs.labels(rows_np).astype(np.float32))
-                groups = torch.stack([groups, labels], dim=1)
-            groups = groups.to(dev)
-            metrics = stepper.step(x, groups)
-        else:
-            metrics = stepper.step(x)
-        acc += metrics
-        n_acc += 1
-        frames_seen += n_stream
-        row_dict = None
-        if frames_seen >= next_log or frames_seen == frames:
-            vals = (acc / n_acc).tolist()  # the one host sync per logging window
-            now = time.perf_counter()
-            rate = (frames_seen - win_start) / max(now - t_win, 1e-9)
-            row_dict = dict(zip(CURVE_COLUMNS, [frames_seen, *vals, rate], strict=True))
-            rows.append(list(row_dict.values()))
-            overall = (frames_seen - start_seen) / max(now - t_run, 1e-9)
-            log.info(
-                "train %s: %d/%d %s (%.1f%%) | %.0f %s/s | ae %.5f recon %.5f critic %.5f"
-                " | alpha-hat %.3f±%.3f corr %.2f | ETA %s",
-                model_type,
-                frames_seen,
-                frames,
-                unit,
-                100.0 * frames_seen / max(frames, 1),
-                rate,
-                unit,
-                row_dict["ae_loss"],
-                row_dict["recon_loss"],
-                row_dict["critic_loss"],
-                row_dict["alpha_hat_mean"],
-                row_dict["alpha_hat_std"],
-                row_dict["alpha_corr"],
-                _fmt_eta((frames - frames_seen) / overall),
-            )
-            acc.zero_()
-            n_acc = 0
-            t_win, win_start = now, frames_seen
-            next_log = (frames_seen // log_every + 1) * log_every
-        if frames_seen >= next_ck and frames_seen < frames:
-            save_checkpoint()
-            next_ck = (frames_seen // checkpoint_every + 1) * checkpoint_every
-        if callback is not None:
-            callback(frames_seen, row_dict)
-    if frames_seen != frames:  # pragma: no cover - the loader streams forever
-        raise RuntimeError(f"loader stopped at {frames_seen} of {frames} frames")
-    save_checkpoint()  # the final state: a re-run after a crash in the writes below is instant
-
-    curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
-    if len(curves):
-        curves["frames"] = curves["frames"].astype(np.int64)
+    checkpoint = _Checkpoint(checkpoint_path, _fingerprint_of(s, setup, block_rows, positives))
+    resumed = checkpoint.resume(setup.model, objective, s.frames)
+    frames_seen, rows = resumed if resumed is not None else (0, [])
+    every = (int(checkpoint_every or max(s.batch_size, s.frames // 10)),
+             int(log_every or max(s.batch_size, s.frames // 100)))  # fmt: skip
+    what = (s.model_type, setup.unit)
+    curves = _Curves(rows, frames_seen, s.frames, every[1], what, dev)
+    frames_seen = _loop(s, setup, stepper, checkpoint, curves, frames_seen, every[0], callback)
+    curve_frame = curves.frame()
     seconds = time.perf_counter() - t_start
-    _save_weights(model, out_weights, {**meta, "frames_seen": frames_seen})
-    write_tsv(out_curves_tsv, curves)
-    plot_curves(curves, out_curves_png, title)
-    trained = frames_seen - start_seen
-    summary = {
-        "model_type": model_type,
+    save_weights(setup.model, out_weights, {**meta, "frames_seen": frames_seen})
+    write_tsv(out_curves_tsv, curve_frame)
+    plot_curves(curve_frame, out_curves_png, title)
+    trained = frames_seen - curves.start_seen
+    log.info("train %s: done, %d %s in %.1f s", s.model_type, frames_seen, setup.unit, seconds)
+    return {
+        "model_type": s.model_type,
         "frames_seen": frames_seen,
-        "resumed_from": resumed_from,
+        "resumed_from": None if resumed is None else resumed[0],
         "seconds": seconds,
-        "frames_per_s": trained / max(time.perf_counter() - t_run, 1e-9)
+        "frames_per_s": trained / max(time.perf_counter() - curves.t_run, 1e-9)
         if trained
         else float("nan"),
         "device": str(dev),
@@ -1288,8 +1310,46 @@ def train(
         "compile": stepper.mode,
         "last": dict(zip(CURVE_COLUMNS, rows[-1], strict=True)) if rows else None,
     }
-    log.info("train %s: done, %d %s in %.1f s", model_type, frames_seen, unit, seconds)
-    return summary
+
+
+def _loop(
+    s: TrainSettings,
+    setup: _Setup,
+    stepper: Stepper,
+    checkpoint: _Checkpoint,
+    curves: _Curves,
+    frames_seen: int,
+    checkpoint_every: int,
+    callback: Callable[[int, dict[str, float] | None], None] | None,
+) -> int:
+    """Step until ``s.frames`` datapoints have been seen; checkpoints on the way and at the end."""
+    objective = stepper.objective
+    next_ck = (frames_seen // checkpoint_every + 1) * checkpoint_every
+    for x in setup.reader.batches(frames_seen, s.frames):
+        if s.lr_schedule != "constant":
+            objective.set_lr_factor(lr_factor(s.lr_schedule, frames_seen, s.frames))
+        if setup.pairs is not None:
+            n_stream = x[0].shape[0]
+            step = _pair_batch(x, s, setup, frames_seen)
+            if step is None:  # every row of a held-out clip
+                frames_seen += n_stream
+                continue
+            metrics = stepper.step(*step)
+        else:
+            n_stream = x.shape[0]
+            metrics = stepper.step(x)
+        frames_seen += n_stream
+        row = curves.add(metrics, frames_seen)
+        if frames_seen >= next_ck and frames_seen < s.frames:
+            checkpoint.save(frames_seen, setup.model, objective, curves.rows)
+            next_ck = (frames_seen // checkpoint_every + 1) * checkpoint_every
+        if callback is not None:
+            callback(frames_seen, row)
+    if frames_seen != s.frames:  # pragma: no cover - the loader streams forever
+        raise RuntimeError(f"loader stopped at {frames_seen} of {s.frames} frames")
+    # The final state: a re-run after a crash in the writes that follow is instant.
+    checkpoint.save(frames_seen, setup.model, objective, curves.rows)
+    return frames_seen
 
 
 def _load_checkpoint(path: Pathlike) -> dict[str, Any] | None:

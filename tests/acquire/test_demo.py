@@ -280,3 +280,17 @@ def test_programs_used_are_held_out_of_disjoint_eval_sets():
     assert 26 not in synth.eval_programs("guitar", exclude=src.programs_used())
     with pytest.raises(SoundharvestError, match="label_programs"):
         DemoSource({"label_programs": [1, 2]})
+
+
+def test_library_defaults_are_the_schemas():
+    """DemoSource used from Python (tests, notebooks) renders what the workflow renders: its
+    DEFAULTS match the config schema's defaults for every demo option the schema knows."""
+    from soundharvest.acquire.demo import DEFAULTS
+    from soundharvest.config import load_schema
+
+    schema = load_schema()["properties"]["search"]["properties"]["demo"]["properties"]
+    assert set(schema) <= set(DEFAULTS), set(schema) - set(DEFAULTS)
+    differ = {
+        k: (DEFAULTS[k], s["default"]) for k, s in schema.items() if DEFAULTS[k] != s["default"]
+    }
+    assert not differ, differ

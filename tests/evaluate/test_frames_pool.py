@@ -67,12 +67,12 @@ def test_eval_frames_writes_loud_frames_and_embed_pools_them(tmp_path) -> None:
 
 
 def test_eval_windows_start_at_the_top_frame_and_embed_encodes_them(tmp_path) -> None:
+    from soundharvest.encoder import encode, save_weights
     from soundharvest.evaluate.frames import eval_frames, eval_windows
     from soundharvest.evaluate.nsynth import load_note, render_eval_set
     from soundharvest.evaluate.pipeline import embed_file
     from soundharvest.features import bin_frequencies, compute_features
     from soundharvest.models import build_model
-    from soundharvest.train import _save_weights, encode
 
     nsynth = tmp_path / "nsynth"
     render_eval_set(nsynth, ["flute", "guitar"], 2, seed=0)
@@ -92,7 +92,7 @@ def test_eval_windows_start_at_the_top_frame_and_embed_encodes_them(tmp_path) ->
     net = build_model("random", 64, arch, seed=0)
     weights = tmp_path / "m.safetensors"
     meta = {"model_type": "random", "arch": arch, "in_dim": 64, "seed": 0}
-    _save_weights(net, weights, meta)
+    save_weights(net, weights, meta)
     codes = embed_file(tmp_path / "top.npy", tmp_path / "c.npy", "m", weights,
                        windows_npy=tmp_path / "w.npy")  # fmt: skip
     assert np.allclose(codes, encode(net, win[:, [0, 3, 6]]), atol=1e-6)

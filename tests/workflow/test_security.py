@@ -23,9 +23,10 @@ from wfutil import ROOT, snakemake, tiny_config, write_config
 
 from soundharvest.acquire.search import query_id
 from soundharvest.config import validate_config
+from soundharvest.encoder import load_model
 from soundharvest.io import SoundharvestError
 from soundharvest.loader import labels_path
-from soundharvest.train import load_model, train
+from soundharvest.train import train
 
 pytestmark = pytest.mark.workflow
 

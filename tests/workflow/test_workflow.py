@@ -37,7 +37,7 @@ def test_complete_run_writes_catalog_and_summary(tiny_run):
 
 
 def test_model_settings_reach_the_trained_weights(tiny_run):
-    from soundharvest.train import load_model
+    from soundharvest.encoder import load_model
 
     model = yaml.safe_load((tiny_run / "config.yaml").read_text())["models"]["contrastive"]
     _net, meta = load_model(tiny_run / "results/train/stft/contrastive/weights.safetensors")

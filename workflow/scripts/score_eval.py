@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from soundharvest.evaluate.scoring import score_eval_file
 from soundharvest.io import run_logged
-from soundharvest.predict import score_eval_file
 
 run_logged(
     snakemake.log[0],

@@ -25,7 +25,7 @@ Options (``source_options`` in the config; defaults in :data:`DEFAULTS`):
     its clips use, e.g. flute + piccolo, nylon + steel + overdriven guitar.
 ``label_programs`` ({})
     ``{label: [GM program numbers]}`` for labels outside the built-in table (or to override it).
-``min_duration``, ``max_duration`` (8, 40)
+``min_duration``, ``max_duration`` (8, 30)
     Clip length range in seconds, drawn log-uniformly (real results run from tens of seconds to
     many minutes; the default is scaled down to keep the demo run short).
 ``off_topic_share`` (0.2)
@@ -87,7 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "programs_per_label": 3,
     "label_programs": {},
     "min_duration": 8,
-    "max_duration": 40,
+    "max_duration": 30,
     "off_topic_share": 0.2,
     "off_topic_kinds": {"other_label": 0.5, "speech": 0.3, "silence": 0.2},
     "accompaniment_prob": 0.5,

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from soundharvest.encoder import resolve_device
 from soundharvest.evaluate.metrics import (
     METRIC_NAMES,
     contingency_codes,
@@ -53,26 +54,6 @@ log = logging.getLogger("soundharvest.kmeans")
 # Elements of one rows x k distance block; 2^18 float64 = 2 MiB stays in L2 on common CPUs and
 # measured fastest here (k = 500: 512-row blocks 2x faster than 4096-row blocks).
 _BLOCK_ELEMS = 1 << 18
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Pick the torch device: ``"auto"`` means CUDA when available, else the CPU.
-
-    :param device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise SoundharvestError(
-            f"device: unknown device {device!r}; use 'auto', 'cpu' or 'cuda'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SoundharvestError("device: 'cuda' requested but no CUDA GPU is visible; use 'auto'")
-    return dev
 
 
 @contextlib.contextmanager

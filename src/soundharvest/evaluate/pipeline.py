@@ -66,13 +66,11 @@ def embed_file(
         if model == "pca":
             codes = _embed.pca_codes(codes, latent, seed=seed)
     else:
-        from ..models import context_of, context_span
-        from ..train import encode, load_model
+        from ..encoder import Encoder
 
-        net, _meta = load_model(weights)
-        t, stride = context_of(net)
+        enc = Encoder.load(weights)
+        t, stride, span = enc.context, enc.stride, enc.span
         if t > 1:
-            span = context_span(t, stride)
             if pooled:
                 raise SoundharvestError(
                     f"{weights}: a model with context {t} encodes a note's window, not its loud "
@@ -90,7 +88,7 @@ def embed_file(
                     "bins); re-run eval_windows"
                 )
             frames = windows[:, :span:stride]
-        codes = encode(net, frames)
+        codes = enc.encode(frames)
         if pooled:
             codes = pool_codes(codes, note_of, n_notes)
     codes = np.asarray(codes, dtype=np.float32)
@@ -205,7 +203,7 @@ def summary_file(
     probe_tsvs: Sequence[Pathlike] = (),
 ) -> pd.DataFrame:
     """One row per (kind, model): metrics at k = number of families and at each elbow, and,
-    from ``score_tsvs`` (:func:`soundharvest.predict.score_eval_file`), the accuracy of the
+    from ``score_tsvs`` (:func:`soundharvest.evaluate.scoring.score_eval_file`), the accuracy of the
     cluster -> label model on the evaluation notes.
 
     :param n_families: the number of evaluated families (``len(eval_set.families)``): the k
