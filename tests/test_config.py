@@ -175,3 +175,13 @@ def test_results_per_query_above_500_only_fails_for_the_youtube_api():
     assert "\n" not in msg
     assert msg.startswith("config: search.results_per_query = 501: source youtube")
     assert "set it to 500 or less" in msg
+
+
+def test_model_instances_one_per_model_and_seed():
+    from soundharvest.config import model_instances
+
+    models = {"acai": {"seed": 7}, "ae": {}}
+    assert model_instances(models, [3]) == {"acai": ("acai", 7), "ae": ("ae", 3)}
+    assert model_instances(models, [1, 2]) == {
+        "acai-s1": ("acai", 1), "acai-s2": ("acai", 2), "ae-s1": ("ae", 1), "ae-s2": ("ae", 2)
+    }  # fmt: skip

@@ -345,7 +345,7 @@ def test_label_weight_trains_on_the_rows_labels_in_the_clip_scope(clips, tmp_pat
     )  # fmt: skip
     net, meta = load_model(w)
     assert meta["label_weight"] == 1.0 and meta["positive_scope"] == "clip"
-    label_loss = pd.read_csv(tmp_path / "mix.tsv", sep="\t")["critic_loss"].to_numpy()
+    label_loss = pd.read_csv(tmp_path / "mix.tsv", sep="\t")["label_loss"].to_numpy()
     assert np.isfinite(label_loss).all() and label_loss[-1] < label_loss[0] - 0.5
     all_frames = np.concatenate([np.load(p) for p in sources]).astype(np.float32)
     assert _purity(encode(net, all_frames), classes, 3) > 0.9
@@ -515,7 +515,8 @@ def test_context_model_trains_on_clip_windows_and_labels_clusters(clips, tmp_pat
     net, meta = load_model(w)
     assert context_of(net) == (4, 2) and meta["frames_seen"] == 3072
     curves = pd.read_csv(tmp_path / "c.tsv", sep="\t")
-    assert curves["ae_loss"].iloc[-1] < curves["ae_loss"].iloc[0]  # the InfoNCE loss
+    assert curves["nce_loss"].iloc[-1] < curves["nce_loss"].iloc[0]
+    assert "critic_loss" not in curves and "alpha_corr" not in curves
     # Windows of every clip: the trained codes group clips by class better than untrained ones.
     pairs = ClipPositives(sources)
     starts = np.arange(0, pairs.n_rows, 10)
@@ -601,3 +602,22 @@ def test_label_noise_encodes_each_clip_whole_not_block_by_block(clips, tmp_path,
         for vid, first, n in read_index(p.with_suffix(".index.tsv"))[:4]:
             ids, _ = pred.clusters.predict(pred.encode(frames[first : first + n]))
             assert own[vid] == pytest.approx(round(float(np.mean(ids == i)), 4)), vid
+
+
+def test_log_lines_and_curves_use_the_objectives_own_metric_names(clips, tmp_path, caplog):
+    """A contrastive run logs its InfoNCE loss and top-1, not ACAI's critic and alpha-hat."""
+    import logging
+
+    shards, sources, _ = clips
+    with caplog.at_level(logging.INFO, logger="soundharvest"):
+        train(shards, tmp_path / "w.safetensors", tmp_path / "c.tsv", tmp_path / "c.png",
+              model_type="contrastive", arch=SMALL, batch_size=64, frames=640, log_every=320,
+              positives=sources, threads=1)  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if "train contrastive: " in r.getMessage()]
+    steps = [line for line in lines if "/640 frames" in line]
+    assert len(steps) == 2, lines
+    assert all("nce_loss " in line and "top1 " in line for line in steps), steps
+    assert not any("critic" in line or "alpha" in line or "nan" in line for line in steps), steps
+    curves = pd.read_csv(tmp_path / "c.tsv", sep="\t")
+    assert list(curves.columns) == ["frames", "nce_loss", "recon_loss", "label_loss", "top1",
+                                    "frames_per_s"]  # fmt: skip

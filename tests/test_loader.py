@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from soundharvest.dataset import shard_side_paths
 from soundharvest.io import SoundharvestError
-from soundharvest.loader import ShardReader, labels_path
+from soundharvest.loader import ShardReader
 
 N_BINS = 7
 # Shards of unequal sizes, neither a multiple of the block nor of the batch size.
@@ -26,7 +27,7 @@ def _write_shards(tmp_path: Path, dtype=np.float32) -> list[Path]:
         x[:, 1:] = (ids[:, None] % 3) / 2.0  # 0, 0.5, 1: exact in float16 too
         p = tmp_path / f"shard-{i:02d}.npy"
         np.save(p, x.astype(dtype) if dtype == np.float32 else x)
-        np.save(labels_path(p), (ids % 10).astype(np.int16))
+        np.save(shard_side_paths(p)[0], (ids % 10).astype(np.int16))
         paths.append(p)
         start += n
     return paths
@@ -93,7 +94,7 @@ def test_float16_and_labels(tmp_path: Path) -> None:
         seen += x.shape[0]
     assert seen == sum(SHARD_ROWS)
     labels = np.concatenate([y.numpy() for _, y in reader.epoch(0)])
-    expected = np.concatenate([np.load(labels_path(p)) for p in paths])
+    expected = np.concatenate([np.load(shard_side_paths(p)[0]) for p in paths])
     assert np.array_equal(np.bincount(labels), np.bincount(expected))
 
 

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
+from soundharvest.dataset import shard_side_paths
 from soundharvest.encoder import encode, load_model
 from soundharvest.io import SoundharvestError
-from soundharvest.loader import labels_path
 from soundharvest.train import CURVE_COLUMNS, lr_factor, train
 
 SMALL = {"hidden": [64, 64], "latent": 8}
@@ -44,7 +44,7 @@ def make_templates(
     for i, idx in enumerate(np.array_split(np.arange(n), shards)):
         p = directory / f"shard-{i:02d}.npy"
         np.save(p, x[idx])
-        np.save(labels_path(p), labels[idx].astype(np.int16))
+        np.save(shard_side_paths(p)[0], labels[idx].astype(np.int16))
         paths.append(p)
     return paths, x, labels
 

@@ -226,6 +226,139 @@ def _truth_of(downloads: Path | None, video_id: str) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
+def _score_clips(
+    pred: Any, clips: pd.DataFrame, fit: Sequence[bool], convert_dir: Pathlike, store: Path | None
+) -> tuple[pd.DataFrame, list[np.ndarray | None], list[float]]:
+    """Score every held-out clip: its table rows (what the catalog and ``truth.json`` say),
+    its logits (None: no voiced frame) and its typicality distance (NaN: none)."""
+    rows, logits, distances = [], [], []
+    for rec, is_fit in zip(clips.to_dict("records"), fit, strict=True):
+        vid = str(rec["video_id"])
+        wav = Path(convert_dir) / f"{vid}.wav"
+        scores = pred.score_file(wav)
+        truth = _truth_of(store, vid)
+        dominant = (truth or {}).get("dominant") or {}
+        kind = (truth or {}).get("off_topic_kind") if truth else ""
+        rows.append(
+            {
+                "set": "fit" if is_fit else "test",
+                "video_id": vid,
+                "label": rec["label"],
+                "truth": (dominant.get("label") or dominant.get("kind") or "") if truth else "",
+                "off_topic_kind": kind or ("" if truth is None else "on_topic"),
+                "voiced_frames": scores["voiced_frames"],
+                "seconds": scores["seconds"],
+            }
+        )
+        logits.append(scores["logits"])
+        distances.append(np.nan if scores["distance"] is None else scores["distance"])
+    table = pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in (
+        "answer", "top_label", "confidence", "distance", "p_query")])  # fmt: skip
+    return table, logits, distances
+
+
+def _synthetic_rows(
+    pred: Any,
+    n_synthetic: int,
+    seed: int,
+    temperature: float,
+    threshold: float,
+    d_threshold: float,
+) -> list[dict[str, Any]]:
+    """The synthetic off-topic clips' table rows (none holds an instrument), answered with the
+    chosen temperature and thresholds."""
+    synth_rows = []
+    for name, samples in synthetic_clips(n_synthetic, sample_rate=pred.sample_rate, seed=seed):
+        s = pred.score_samples(samples)
+        ds = float("nan") if s["distance"] is None else float(s["distance"])
+        if s["logits"] is None:
+            answer, top_label, c = SILENT, "", float("nan")
+        else:
+            ps = softmax(s["logits"][None, :], temperature)[0]
+            top_label, c = pred.labels[int(ps.argmax())], float(ps.max())
+            answer = UNKNOWN if c < threshold or ds > d_threshold else top_label
+        synth_rows.append(
+            {
+                "set": "synthetic",
+                "video_id": name,
+                "label": "",
+                "truth": name.split("-")[0],
+                "off_topic_kind": "synthetic",
+                "answer": answer,
+                "top_label": top_label,
+                "confidence": round(c, 4),
+                "distance": round(ds, 3),
+                "p_query": float("nan"),
+                "voiced_frames": s["voiced_frames"],
+                "seconds": s["seconds"],
+            }
+        )
+    return synth_rows
+
+
+def _figures(
+    table: pd.DataFrame,
+    z: np.ndarray,
+    conf: np.ndarray,
+    top: np.ndarray,
+    y: np.ndarray,
+    atypical: np.ndarray,
+    has_truth: bool,
+    labels: Sequence[str],
+    n_fit: int,
+) -> dict[str, Any]:
+    """The calibration's figures on the test clips: ECE before and after, accuracy, how often
+    on-topic, off-topic and synthetic clips are rejected (the held-out clips are the table's
+    first ``len(z)`` rows, the synthetic ones after them)."""
+    test = (table["set"] == "test").to_numpy()
+    test_voiced = test & (table["voiced_frames"].to_numpy() > 0)
+    n_real = len(z)
+    tv = test_voiced[:n_real]
+    rejected = table["answer"].isin([UNKNOWN, SILENT]).to_numpy()
+    figures = {
+        "ece": expected_calibration_error(conf[tv], top[tv] == y[tv]),
+        "ece_uncalibrated": expected_calibration_error(
+            softmax(z[tv], 1.0).max(axis=1), top[tv] == y[tv]
+        ),
+        "accuracy_query": float(np.mean(top[tv] == y[tv])) if tv.any() else float("nan"),
+        "n_fit": int(n_fit),
+        "n_test": int(tv.sum()),
+        "synthetic_rejected": float(rejected[n_real:].mean()) if len(table) > n_real else None,
+    }
+    kinds = table["off_topic_kind"].to_numpy()
+    # An off-topic clip answered with the instrument it really holds (another label's, or the
+    # music after a long silent intro) is answered right.
+    named_truth = ~np.isin(kinds, ["on_topic", "synthetic", ""]) & (
+        table["answer"].to_numpy() == table["truth"].to_numpy()
+    )
+    figures["rejected_by_distance"] = float(np.mean(atypical[tv])) if tv.any() else float("nan")
+    if has_truth:
+        on_t = test & (kinds == "on_topic")
+        off_t = test & ~np.isin(kinds, ["on_topic", "synthetic", ""])
+        open_set = off_t | (kinds == "synthetic")
+        figures |= {
+            "on_topic_rejected": float(rejected[on_t].mean()) if on_t.any() else float("nan"),
+            "off_topic_rejected": float(rejected[off_t].mean()) if off_t.any() else float("nan"),
+            # Off-topic test clips and the synthetic ones together: the strict figure ...
+            "open_set_rejected": float(rejected[open_set].mean()),
+            # ... and with another label's instrument named right counted as handled.
+            "open_set_handled": float((rejected | named_truth)[open_set].mean()),
+            "n_on_topic_test": int(on_t.sum()),
+            "n_off_topic_test": int(off_t.sum()),
+        }
+        for k in ("speech", "other_label", "silence"):
+            sel = test & (kinds == k)
+            if sel.any():
+                figures[f"rejected_{k}"] = float(rejected[sel].mean())
+        truth_lab = table["truth"].to_numpy()
+        inst = test & (kinds != "synthetic") & np.isin(truth_lab, labels)
+        if inst.any():
+            figures["accuracy_truth"] = float(
+                np.mean(table["top_label"].to_numpy()[inst] == truth_lab[inst])
+            )
+    return figures
+
+
 def calibrate_file(
     predictor_dir: Pathlike,
     catalog_csv: Pathlike,
@@ -278,29 +411,7 @@ def calibrate_file(
     fit = split_half(clips["video_id"].astype(str).tolist())
     store = Path(downloads) if downloads else None
     label_id = {n: i for i, n in enumerate(pred.labels)}
-    rows, logits, distances = [], [], []
-    for rec, is_fit in zip(clips.to_dict("records"), fit, strict=True):
-        vid = str(rec["video_id"])
-        wav = Path(convert_dir) / f"{vid}.wav"
-        scores = pred.score_file(wav)
-        truth = _truth_of(store, vid)
-        dominant = (truth or {}).get("dominant") or {}
-        kind = (truth or {}).get("off_topic_kind") if truth else ""
-        rows.append(
-            {
-                "set": "fit" if is_fit else "test",
-                "video_id": vid,
-                "label": rec["label"],
-                "truth": (dominant.get("label") or dominant.get("kind") or "") if truth else "",
-                "off_topic_kind": kind or ("" if truth is None else "on_topic"),
-                "voiced_frames": scores["voiced_frames"],
-                "seconds": scores["seconds"],
-            }
-        )
-        logits.append(scores["logits"])
-        distances.append(np.nan if scores["distance"] is None else scores["distance"])
-    table = pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in (
-        "answer", "top_label", "confidence", "distance", "p_query")])  # fmt: skip
+    table, logits, distances = _score_clips(pred, clips, fit, convert_dir, store)
     voiced = table["voiced_frames"].to_numpy(dtype=np.int64) > 0
     n_labels = len(pred.labels)
     z = np.stack([lg if lg is not None else np.zeros(n_labels) for lg in logits]).reshape(
@@ -333,82 +444,11 @@ def calibrate_file(
         ~voiced, SILENT, np.where((conf < threshold) | atypical, UNKNOWN, table["top_label"])
     )
 
-    # Synthetic off-topic clips: none holds an instrument.
-    synth_rows = []
-    for name, samples in synthetic_clips(n_synthetic, sample_rate=pred.sample_rate, seed=seed):
-        s = pred.score_samples(samples)
-        ds = float("nan") if s["distance"] is None else float(s["distance"])
-        if s["logits"] is None:
-            answer, top_label, c = SILENT, "", float("nan")
-        else:
-            ps = softmax(s["logits"][None, :], temperature)[0]
-            top_label, c = pred.labels[int(ps.argmax())], float(ps.max())
-            answer = UNKNOWN if c < threshold or ds > d_threshold else top_label
-        synth_rows.append(
-            {
-                "set": "synthetic",
-                "video_id": name,
-                "label": "",
-                "truth": name.split("-")[0],
-                "off_topic_kind": "synthetic",
-                "answer": answer,
-                "top_label": top_label,
-                "confidence": round(c, 4),
-                "distance": round(ds, 3),
-                "p_query": float("nan"),
-                "voiced_frames": s["voiced_frames"],
-                "seconds": s["seconds"],
-            }
-        )
+    synth_rows = _synthetic_rows(pred, n_synthetic, seed, temperature, threshold, d_threshold)
     table = pd.concat([table, pd.DataFrame(synth_rows)], ignore_index=True)[CLIP_COLUMNS]
     write_tsv(out_clips_tsv, table)
 
-    test = (table["set"] == "test").to_numpy()
-    test_voiced = test & (table["voiced_frames"].to_numpy() > 0)
-    n_real = len(z)
-    tv = test_voiced[:n_real]
-    rejected = table["answer"].isin([UNKNOWN, SILENT]).to_numpy()
-    figures = {
-        "ece": expected_calibration_error(conf[tv], top[tv] == y[tv]),
-        "ece_uncalibrated": expected_calibration_error(
-            softmax(z[tv], 1.0).max(axis=1), top[tv] == y[tv]
-        ),
-        "accuracy_query": float(np.mean(top[tv] == y[tv])) if tv.any() else float("nan"),
-        "n_fit": int(fit_mask.sum()),
-        "n_test": int(tv.sum()),
-        "synthetic_rejected": float(rejected[n_real:].mean()) if len(synth_rows) else None,
-    }
-    kinds = table["off_topic_kind"].to_numpy()
-    # An off-topic clip answered with the instrument it really holds (another label's, or the
-    # music after a long silent intro) is answered right.
-    named_truth = ~np.isin(kinds, ["on_topic", "synthetic", ""]) & (
-        table["answer"].to_numpy() == table["truth"].to_numpy()
-    )
-    figures["rejected_by_distance"] = float(np.mean(atypical[tv])) if tv.any() else float("nan")
-    if has_truth:
-        on_t = test & (kinds == "on_topic")
-        off_t = test & ~np.isin(kinds, ["on_topic", "synthetic", ""])
-        open_set = off_t | (kinds == "synthetic")
-        figures |= {
-            "on_topic_rejected": float(rejected[on_t].mean()) if on_t.any() else float("nan"),
-            "off_topic_rejected": float(rejected[off_t].mean()) if off_t.any() else float("nan"),
-            # Off-topic test clips and the synthetic ones together: the strict figure ...
-            "open_set_rejected": float(rejected[open_set].mean()),
-            # ... and with another label's instrument named right counted as handled.
-            "open_set_handled": float((rejected | named_truth)[open_set].mean()),
-            "n_on_topic_test": int(on_t.sum()),
-            "n_off_topic_test": int(off_t.sum()),
-        }
-        for k in ("speech", "other_label", "silence"):
-            sel = test & (kinds == k)
-            if sel.any():
-                figures[f"rejected_{k}"] = float(rejected[sel].mean())
-        truth_lab = table["truth"].to_numpy()
-        inst = test & (kinds != "synthetic") & np.isin(truth_lab, pred.labels)
-        if inst.any():
-            figures["accuracy_truth"] = float(
-                np.mean(table["top_label"].to_numpy()[inst] == truth_lab[inst])
-            )
+    figures = _figures(table, z, conf, top, y, atypical, has_truth, pred.labels, fit_mask.sum())
     out = {
         "temperature": round(float(temperature), 6),
         "threshold": round(float(threshold), 6),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -242,3 +243,18 @@ def stable_hash(obj: Any, n: int = 10) -> str:
     """A short stable hash of a JSON-able object (for ids that depend on values)."""
     text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:n]
+
+
+def model_instances(
+    models: Mapping[str, Mapping[str, Any]], seeds: Sequence[int]
+) -> dict[str, tuple[str, int]]:
+    """The trained model instances: name -> (configured model, training seed).
+
+    One instance per configured model and seed (``train.seeds``, else the run's ``seed``).
+    With a single seed an instance keeps its model's name and trains at the model's own
+    ``seed`` if it has one; with several it is ``<model>-s<seed>`` (config names cannot contain
+    ``-``, so the two never collide). Sorted by model, then seed.
+    """
+    if len(seeds) == 1:
+        return {m: (m, int(models[m].get("seed", seeds[0]))) for m in sorted(models)}
+    return {f"{m}-s{int(s)}": (m, int(s)) for m in sorted(models) for s in seeds}

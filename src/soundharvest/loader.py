@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .dataset import shard_side_paths
 from .io import Pathlike, SoundharvestError, load_npy
 from .models import context_span, window_index
 
@@ -32,18 +33,6 @@ from .models import context_span, window_index
 BLOCK_ROWS = 65536
 
 _SENTINEL = object()
-
-
-def labels_path(shard: Pathlike) -> Path:
-    """The label side array of a shard: ``shard-00.npy`` -> ``shard-00.labels.npy``."""
-    shard = Path(shard)
-    return shard.with_name(shard.name[: -len(".npy")] + ".labels.npy")
-
-
-def rows_path(shard: Pathlike) -> Path:
-    """The source-row side array of a shard: ``shard-00.npy`` -> ``shard-00.rows.npy``."""
-    shard = Path(shard)
-    return shard.with_name(shard.name[: -len(".npy")] + ".rows.npy")
 
 
 class ClipPositives:
@@ -265,10 +254,11 @@ class ShardReader:
                     "all shards must come from one feature kind"
                 )
             self.arrays.append(a)
+            labels_p, rows_p = shard_side_paths(p)
             if with_labels:
-                self.labels.append(side_array(labels_path(p), p, a.shape[0]))
+                self.labels.append(side_array(labels_p, p, a.shape[0]))
             if with_rows:
-                self.rows.append(side_array(rows_path(p), p, a.shape[0]))
+                self.rows.append(side_array(rows_p, p, a.shape[0]))
         self.n_bins = int(n_bins)
         self.shard_rows = [int(a.shape[0]) for a in self.arrays]
         self.n_rows = int(sum(self.shard_rows))

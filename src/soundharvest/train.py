@@ -58,7 +58,9 @@ CURVE_COLUMNS = [
     "alpha_corr",
     "frames_per_s",
 ]
-#: Per-step metrics every objective returns, in this order (NaN where not applicable).
+#: Per-step metrics every objective returns, in this order (NaN where not applicable): the slots
+#: of the metrics vector. Each objective names its slots (:attr:`Objective.metric_names`); the
+#: curves TSV, its figure and the log lines use those names.
 METRICS = CURVE_COLUMNS[1:-1]
 COMPILE_MODES = ("auto", "eager", "compile", "reduce-overhead", "cudagraph")
 LR_SCHEDULES = ("constant", "cosine")
@@ -115,6 +117,8 @@ class Objective:
     needs_pairs = False
     #: The training loop hands the query label of each datapoint after its clip id.
     needs_labels = False
+    #: The name of each slot of the metrics vector (:data:`METRICS` order); ``None``: unused.
+    metric_names: tuple[str | None, ...] = ("ae_loss", "recon_loss", None, None, None, None)
 
     def __init__(
         self,
@@ -217,6 +221,8 @@ class AcaiObjective(Objective):
     Hyper-parameters: ``advweight`` (lambda, default 0.5) and ``reg`` (gamma, default 0.2), the
     reference implementation's defaults.
     """
+
+    metric_names = tuple(METRICS)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
         return [
@@ -329,11 +335,13 @@ class ContrastiveObjective(Objective):
     ``recon_weight`` (default 0) adds the autoencoder's reconstruction error of the anchors.
     ``label_weight`` (default 0) adds, with that weight, the same loss with every pair of one
     query label as positives (the label ids follow the clip ids in ``groups``): weak
-    supervision on top of the clip signal, reported apart. Its value is logged in the
-    ``critic_loss`` column (this objective has no critic).
+    supervision on top of the clip signal, reported apart. Metrics: ``nce_loss``,
+    ``recon_loss`` (with ``recon_weight``), ``label_loss`` (with ``label_weight``) and ``top1``,
+    the share of anchors whose closest code in the batch is a positive.
     """
 
     needs_pairs = True
+    metric_names = ("nce_loss", "recon_loss", "label_loss", None, None, "top1")
 
     def _jitter(self) -> tuple[float, float, float]:
         h = self.hparams
@@ -487,11 +495,12 @@ class ClassifierObjective(ContrastiveObjective):
     clip id in ``groups``. Both the augmented anchor (pitch, level and equaliser jitter, as
     :class:`ContrastiveObjective` draws them) and the partner are classified, with
     ``loss`` (:func:`robust_loss`: ``gce`` by default, since 20-60 % of web-search labels are
-    wrong). Metrics: the loss in ``ae_loss``, the plain cross-entropy in ``critic_loss`` and the
-    training accuracy on the (noisy) labels in ``alpha_corr``.
+    wrong). Metrics: ``loss`` (the robust loss minimised), ``ce`` (the plain cross-entropy) and
+    ``accuracy`` (on the noisy labels, training batches).
     """
 
     needs_labels = True
+    metric_names = ("loss", None, "ce", None, None, "accuracy")
 
     def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n_draw = self.draws()
@@ -642,8 +651,27 @@ def _fmt_eta(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def named_curves(
+    rows: Sequence[Sequence[float]], names: Sequence[str | None] = METRICS
+) -> pd.DataFrame:
+    """Curve rows (:data:`CURVE_COLUMNS` order) as a table with the objective's metric names:
+    ``frames``, each named slot, ``frames_per_s`` (unnamed slots left out)."""
+    full = pd.DataFrame(list(rows), columns=CURVE_COLUMNS)
+    if len(full):
+        full["frames"] = full["frames"].astype(np.int64)
+    slots = [(slot, name) for slot, name in zip(METRICS, names, strict=True) if name]
+    table = full[["frames", *(slot for slot, _ in slots), "frames_per_s"]]
+    return table.rename(columns=dict(slots))
+
+
+def _is_loss(column: str) -> bool:
+    return column.endswith("loss") or column == "ce"
+
+
 def plot_curves(curves: pd.DataFrame, path: Pathlike, title: str = "") -> None:
-    """Write the training curves figure (losses, critic alpha-hat mean and std) as a PNG."""
+    """Write the training curves figure as a PNG: the losses (columns ending in ``loss``, and
+    ``ce``), the other metrics (ACAI's critic, a contrastive top-1, a classifier's accuracy)
+    and the throughput, each under the objective's own names (:func:`named_curves`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -651,11 +679,12 @@ def plot_curves(curves: pd.DataFrame, path: Pathlike, title: str = "") -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
     f = curves["frames"].to_numpy()
+    metrics = [c for c in curves.columns if c not in ("frames", "frames_per_s")]
     ax = axes[0]
-    for col, style in (("recon_loss", "o-"), ("ae_loss", "-"), ("critic_loss", "-")):
+    for col in filter(_is_loss, metrics):
         y = curves[col].to_numpy(dtype=float)
         if np.isfinite(y).any():
-            ax.plot(f, y, style if len(f) == 1 else style.strip("o"), label=col, ms=4)
+            ax.plot(f, y, "o-" if len(f) == 1 else "-", label=col, ms=4)
     if ax.lines:
         ax.set_yscale("log")
         ax.legend()
@@ -663,18 +692,18 @@ def plot_curves(curves: pd.DataFrame, path: Pathlike, title: str = "") -> None:
     ax.set_ylabel("loss")
     ax.set_title("losses")
     ax = axes[1]
-    m = curves["alpha_hat_mean"].to_numpy(dtype=float)
-    s = curves["alpha_hat_std"].to_numpy(dtype=float)
-    if np.isfinite(m).any():
-        ax.plot(f, m, label="critic alpha-hat mean")
-        ax.plot(f, s, label="alpha-hat std (per batch)")
-        ax.plot(f, curves["alpha_corr"].to_numpy(dtype=float), label="corr(alpha-hat, alpha)")
-        ax.axhline(0.25, color="grey", lw=0.5, ls="--")
+    for col in (c for c in metrics if not _is_loss(c)):
+        y = curves[col].to_numpy(dtype=float)
+        if np.isfinite(y).any():
+            ax.plot(f, y, "o-" if len(f) == 1 else "-", label=col, ms=4)
+    if "alpha_hat_mean" in metrics:
+        ax.axhline(0.25, color="grey", lw=0.5, ls="--")  # alpha-hat's mean when it is right
+    if ax.lines:
         ax.legend()
     else:
-        ax.text(0.5, 0.5, "no critic", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no other metric", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("frames seen")
-    ax.set_title("critic (ACAI)")
+    ax.set_title("metrics")
     ax = axes[2]
     ax.plot(f, curves["frames_per_s"].to_numpy(dtype=float), ".-")
     ax.set_xlabel("frames seen")
@@ -981,7 +1010,7 @@ def _save_untrained(
     recon = sum(v * n for v, n in losses) / sum(n for _, n in losses) if losses else math.nan
     row = dict.fromkeys(CURVE_COLUMNS, float("nan"))
     row.update(frames=0, ae_loss=recon, recon_loss=recon)
-    curves = pd.DataFrame([row], columns=CURVE_COLUMNS)
+    curves = named_curves([list(row.values())], Objective.metric_names)
     out_weights, out_curves_tsv, out_curves_png = outs
     save_weights(model, out_weights, {**meta, "frames_seen": 0, "sample_frames": n_sample})
     write_tsv(out_curves_tsv, curves)
@@ -1159,9 +1188,11 @@ class _Curves:
         every: int,
         what: tuple[str, str],
         device: torch.device,
+        names: Sequence[str | None] = METRICS,
     ) -> None:
         self.rows, self.frames, self.every = rows, frames, every
         self.model_type, self.unit = what  # for the log lines
+        self.names = tuple(names)
         self.acc = torch.zeros(len(METRICS), dtype=torch.float64, device=device)
         self.n = 0
         self.start_seen = self.win_start = frames_seen
@@ -1187,32 +1218,28 @@ class _Curves:
         return row
 
     def _log(self, row: Mapping[str, float], seen: int, rate: float, now: float) -> None:
-        model_type, unit = self.model_type, self.unit
         overall = (seen - self.start_seen) / max(now - self.t_run, 1e-9)
+        values = " ".join(
+            f"{name} {row[slot]:.4g}"
+            for slot, name in zip(METRICS, self.names, strict=True)
+            if name and math.isfinite(row[slot])
+        )
         log.info(
-            "train %s: %d/%d %s (%.1f%%) | %.0f %s/s | ae %.5f recon %.5f critic %.5f"
-            " | alpha-hat %.3f±%.3f corr %.2f | ETA %s",
-            model_type,
+            "train %s: %d/%d %s (%.1f%%) | %.0f %s/s | %s | ETA %s",
+            self.model_type,
             seen,
             self.frames,
-            unit,
+            self.unit,
             100.0 * seen / max(self.frames, 1),
             rate,
-            unit,
-            row["ae_loss"],
-            row["recon_loss"],
-            row["critic_loss"],
-            row["alpha_hat_mean"],
-            row["alpha_hat_std"],
-            row["alpha_corr"],
+            self.unit,
+            values,
             _fmt_eta((self.frames - seen) / overall),
         )
 
     def frame(self) -> pd.DataFrame:
-        curves = pd.DataFrame(self.rows, columns=CURVE_COLUMNS)
-        if len(curves):
-            curves["frames"] = curves["frames"].astype(np.int64)
-        return curves
+        """The curves under the objective's metric names (:func:`named_curves`)."""
+        return named_curves(self.rows, self.names)
 
 
 def train(
@@ -1240,7 +1267,8 @@ def train(
 
     :param shard_paths: the shuffle stage's ``shard-XX.npy`` files.
     :param out_weights: final weights (``.safetensors``, metadata under key ``soundharvest``).
-    :param out_curves_tsv: curves: one row per logging window (columns :data:`CURVE_COLUMNS`).
+    :param out_curves_tsv: curves: one row per logging window: ``frames``, the objective's
+        metrics (:attr:`Objective.metric_names`), ``frames_per_s``.
     :param out_curves_png: figure of the curves.
     :param settings: what to learn (:class:`TrainSettings`); ``overrides`` replace its fields
         (``train(..., model_type="ae", frames=10_000)``; an unknown name is an error).
@@ -1288,7 +1316,7 @@ def train(
     every = (int(checkpoint_every or max(s.batch_size, s.frames // 10)),
              int(log_every or max(s.batch_size, s.frames // 100)))  # fmt: skip
     what = (s.model_type, setup.unit)
-    curves = _Curves(rows, frames_seen, s.frames, every[1], what, dev)
+    curves = _Curves(rows, frames_seen, s.frames, every[1], what, dev, objective.metric_names)
     frames_seen = _loop(s, setup, stepper, checkpoint, curves, frames_seen, every[0], callback)
     curve_frame = curves.frame()
     seconds = time.perf_counter() - t_start
@@ -1308,7 +1336,7 @@ def train(
         "device": str(dev),
         "threads": n_threads,
         "compile": stepper.mode,
-        "last": dict(zip(CURVE_COLUMNS, rows[-1], strict=True)) if rows else None,
+        "last": curve_frame.iloc[-1].to_dict() if len(curve_frame) else None,
     }
 
 

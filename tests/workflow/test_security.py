@@ -23,9 +23,9 @@ from wfutil import ROOT, snakemake, tiny_config, write_config
 
 from soundharvest.acquire.search import query_id
 from soundharvest.config import validate_config
+from soundharvest.dataset import shard_side_paths
 from soundharvest.encoder import load_model
 from soundharvest.io import SoundharvestError
-from soundharvest.loader import labels_path
 from soundharvest.train import train
 
 pytestmark = pytest.mark.workflow
@@ -154,7 +154,7 @@ def _shards(directory: Path) -> list[Path]:
     for i in range(2):
         p = directory / f"shard-{i:02d}.npy"
         np.save(p, rng.uniform(0, 1, (256, 16)).astype(np.float16))
-        np.save(labels_path(p), np.zeros(256, np.int16))
+        np.save(shard_side_paths(p)[0], np.zeros(256, np.int16))
         paths.append(p)
     return paths
 

@@ -1,7 +1,7 @@
 import sys
 from pathlib import Path
 
-from soundharvest.config import missing_defaults_hint, validate_config
+from soundharvest.config import missing_defaults_hint, model_instances, validate_config
 from soundharvest.io import SoundharvestError
 
 # Validate before any job runs: one line naming the key, the value and what is allowed.
@@ -19,15 +19,11 @@ D = config["downloads"]
 SOURCE = config["source"]
 LABELS = sorted(config["labels"])
 KINDS = config["features"]["kinds"]
-# Training seeds: one model instance per configured model and seed. With a single seed the
-# instance keeps the model's name; with several it is "<model>-s<seed>" (config names cannot
-# contain "-", so the two never collide).
+# Training seeds: one model instance per configured model and seed (soundharvest.config.
+# model_instances: "<model>-s<seed>" with several seeds, the model's name with one).
 SEEDS = config["train"]["seeds"] or [config["seed"]]
-MODELS = [
-    model if len(SEEDS) == 1 else f"{model}-s{seed}"
-    for model in sorted(config["models"])
-    for seed in SEEDS
-]
+INSTANCES = model_instances(config["models"], SEEDS)
+MODELS = list(INSTANCES)
 # Baselines embedded beside the models: the raw features and their PCA to the latent size.
 BASELINES = ["raw", "pca"]
 # What gets a cluster -> label model: every model, and the raw features (PCA is fitted on the
@@ -167,16 +163,12 @@ def feature_spec(kind):
 
 def base_model(model):
     """The configured model an instance belongs to ("acai-s1" -> "acai")."""
-    return model.rsplit("-s", 1)[0] if len(SEEDS) > 1 else model
+    return INSTANCES[model][0]
 
 
 def model_params(model):
-    """A model instance's settings. Its seed: the instance's when several seeds are trained,
-    else the model's own `seed`, else the run's."""
-    params = {"seed": SEEDS[0], **config["models"][base_model(model)]}
-    if len(SEEDS) > 1:
-        params["seed"] = int(model.rsplit("-s", 1)[1])
-    return params
+    """A model instance's settings, with the instance's training seed."""
+    return {**config["models"][base_model(model)], "seed": INSTANCES[model][1]}
 
 
 def positive_sources(wildcards):

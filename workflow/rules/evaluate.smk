@@ -264,7 +264,7 @@ rule summary:
         models=MODELS + BASELINES,
         n_families=len(config["eval_set"]["families"]),
         max_k=config["evaluation"]["max_k"],
-        instances={m: (base_model(m), model_params(m)["seed"]) for m in MODELS},
+        instances=INSTANCES,
         supervision={m: supervision(model_params(m)) for m in MODELS},
     script:
         "../scripts/summary.py"
