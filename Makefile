@@ -33,10 +33,10 @@ run: $(STAMP)
 	@echo "the summary tables are $(RESULTS)/summary.tsv and $(RESULTS)/summary_by_model.tsv,"
 	@echo "the catalog of videos $(RESULTS)/catalog.csv."
 
-# Two pytest workers (pytest-xdist), each taking whole test files: the SLURM test, which mostly
-# waits on the scheduler, runs beside the rest; the tiny workflow run the workflow tests share is
-# made once for both (tests/workflow/conftest.py).
-TEST_WORKERS ?= 2
+# Three pytest workers (pytest-xdist), each taking whole test files in tests/conftest.py's order:
+# the SLURM test, which mostly waits on its scheduler, and the tiny workflow run the workflow
+# tests share (made once for all workers, tests/workflow/conftest.py) run beside the unit tests.
+TEST_WORKERS ?= 3
 test: lint gmbank
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 

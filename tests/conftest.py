@@ -1,10 +1,12 @@
-"""Test order for ``make test``'s two pytest-xdist workers (``--dist loadfile``).
+"""Test order for ``make test``'s pytest-xdist workers (``--dist loadfile``).
 
 The workers take whole files in collection order (``--no-loadscope-reorder``: xdist would
 otherwise hand out the files with the most tests first, and the SLURM file has five), so the
-order decides the balance: the SLURM test (mostly waiting on its scheduler, ~6-10 minutes) goes
-first so that it runs beside everything else instead of alone at the end; the workflow tests
-(whole Snakemake runs) next; the quick unit tests last, to fill in whichever worker frees first.
+order decides the balance. First the SLURM test (mostly waiting on its scheduler, ~10 minutes)
+and the workflow file that builds the shared tiny run (tests/workflow/conftest.py, ~6 minutes),
+each on a worker of its own; then the unit tests, which need neither and fill the other cores
+while those two run; then the workflow files with their own runs; last the files that wait for
+the tiny run, by then built.
 """
 
 from __future__ import annotations
@@ -14,9 +16,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+#: Workflow files that run their own Snakemake runs, not the shared tiny run.
+OWN_RUNS = {"test_directory.py", "test_local_source.py", "test_security.py"}
+
+
 def _rank(item) -> int:
     parts = Path(str(item.path)).resolve().relative_to(HERE).parts
-    return {"slurm": 0, "workflow": 1}.get(parts[0], 2) if len(parts) > 1 else 2
+    if parts[0] == "slurm":
+        return 0
+    if parts[0] != "workflow":
+        return 2  # unit tests
+    if parts[-1] == "test_workflow.py":
+        return 1  # builds the tiny run the other workflow files share
+    return 3 if parts[-1] in OWN_RUNS else 4
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from .io import Pathlike, SoundharvestError, save_npy
 
@@ -153,6 +152,10 @@ def n_frames(n_samples: int, hop_length: int, n_fft: int, center: bool = True) -
 
 @functools.lru_cache(maxsize=16)
 def _window(name: str, n_fft: int) -> np.ndarray:
+    # Imported here: scipy.signal costs a spectrogram job's start-up about a second of imports
+    # (scipy.stats and more) for one window function.
+    import scipy.signal
+
     # Periodic ("fftbins=True") window, as librosa.stft uses it.
     return scipy.signal.get_window(name, n_fft, fftbins=True).astype(np.float32)
 
