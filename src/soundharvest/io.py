@@ -210,6 +210,13 @@ def load_npy(path: Pathlike, mmap: bool = True) -> np.ndarray:
         ) from None
 
 
+def write_npz(path: Pathlike, **arrays: Any) -> None:
+    """Write plain arrays (no pickle: strings as fixed-width unicode) to an ``.npz``
+    atomically: what :func:`read_npz` reads."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
 def read_npz(path: Pathlike, what: str, build: Any) -> Any:
     """``build(arrays)`` of an ``.npz`` of plain arrays (no pickle), with one-line errors for a
     missing or foreign file (``what`` names the kind of file, e.g. ``clusters``)."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import Pathlike, SoundharvestError, atomic_path, read_npz
+from .io import Pathlike, SoundharvestError, read_npz, write_npz
 
 #: Rows per block when assigning points to centroids: 8192 x k float32 distances stay a few MB.
 ASSIGN_BLOCK = 8192
@@ -185,15 +185,14 @@ class ClusterLabelModel:
 
     def save(self, path: Pathlike) -> None:
         """Write ``clusters.npz`` (plain arrays, no pickle) atomically."""
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                centroids=self.centroids,
-                counts=self.counts,
-                names=np.array(self.cluster_names, dtype=str),
-                shares=self.shares.astype(np.float64),
-                labels=np.array(self.labels, dtype=str),
-            )
+        write_npz(
+            path,
+            centroids=self.centroids,
+            counts=self.counts,
+            names=np.array(self.cluster_names, dtype=str),
+            shares=self.shares.astype(np.float64),
+            labels=np.array(self.labels, dtype=str),
+        )
 
     @classmethod
     def load(cls, path: Pathlike) -> ClusterLabelModel:
@@ -334,8 +333,7 @@ class HeadLabelModel:
         return allowed[self.logits(codes)[:, allowed].argmax(axis=1)]
 
     def save(self, path: Pathlike) -> None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, weight=self.weight, bias=self.bias, labels=np.array(self.labels, str))
+        write_npz(path, weight=self.weight, bias=self.bias, labels=np.array(self.labels, str))
 
     @classmethod
     def load(cls, path: Pathlike) -> HeadLabelModel:

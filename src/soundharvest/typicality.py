@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .io import Pathlike, SoundharvestError, atomic_path, read_npz
+from .io import Pathlike, SoundharvestError, read_npz, write_npz
 
 TYPICALITY_NAME = "typicality.npz"
 #: Codes per block when computing distances: a block's (n, n_labels) products stay small.
@@ -107,20 +107,19 @@ class CodeDensity:
         out = np.empty(len(x))
         for a in range(0, len(x), BLOCK):
             c = x[a : a + BLOCK]
-            cpc = np.einsum("nd,de,ne->n", c, self.precision, c)
+            cpc = np.einsum("nd,nd->n", c @ self.precision, c)  # one GEMM
             d2 = cpc[:, None] - 2.0 * (c @ self._pm.T) + self._mpm[None, :]
             out[a : a + BLOCK] = np.maximum(d2.min(axis=1), 0.0)
         return out
 
     def save(self, path: Pathlike) -> None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                means=self.means,
-                precision=self.precision,
-                labels=np.array(self.labels, str),
-                counts=self.counts,
-            )
+        write_npz(
+            path,
+            means=self.means,
+            precision=self.precision,
+            labels=np.array(self.labels, str),
+            counts=self.counts,
+        )
 
     @classmethod
     def load(cls, path: Pathlike) -> CodeDensity:
