@@ -478,6 +478,19 @@ def _write_head_dir(
     return meta
 
 
+def _feature_spec(
+    features: Mapping[str, Any] | None, wmeta: Mapping[str, Any], weights: Pathlike | None
+) -> dict[str, Any]:
+    """The feature spec a predictor records: the one given, else the one the weights carry."""
+    spec = features if features is not None else (wmeta.get("extra") or {}).get("features")
+    if spec is None:
+        raise SoundharvestError(
+            f"{weights or 'raw baseline'}: no feature spec; pass features={{kind, params, "
+            "sample_rate}} (the train stage stores it in the weights' metadata)"
+        )
+    return _check_features(spec, str(weights or "features"))
+
+
 def label_clusters_file(
     shard_paths: Sequence[Pathlike],
     labels_json: Pathlike,
@@ -530,21 +543,15 @@ def label_clusters_file(
     :return: the ``meta.json`` content.
     """
     from .dataset import read_labels
+    from .encoder import Encoder
     from .features import n_bins
+    from .typicality import CodeDensity
 
     t0 = time.perf_counter()
     names = read_labels(labels_json)
-    from .encoder import Encoder
-
     encoder = Encoder.load(weights, device=device)
     model, wmeta = encoder.model, encoder.meta
-    spec = features if features is not None else (wmeta.get("extra") or {}).get("features")
-    if spec is None:
-        raise SoundharvestError(
-            f"{weights or 'raw baseline'}: no feature spec; pass features={{kind, params, "
-            "sample_rate}} (the train stage stores it in the weights' metadata)"
-        )
-    spec = _check_features(spec, str(weights or "features"))
+    spec = _feature_spec(features, wmeta, weights)
     bins = n_bins(spec["kind"], spec["params"])
     base_info = {"silence_dbfs": float(silence_dbfs), "holdout": float(holdout)}
     # Gathered and encoded block by block: memory holds the codes, not the windows.
@@ -553,8 +560,6 @@ def label_clusters_file(
     )
     if len(ids) and ids.max() >= len(names):
         raise SoundharvestError(f"{labels_json}: {len(names)} labels, shards use id {ids.max()}")
-    from .typicality import CodeDensity
-
     typicality = CodeDensity.fit(codes, ids, names)
     if wmeta.get("model_type") == "classifier":
         return _write_head_dir(

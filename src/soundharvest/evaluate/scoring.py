@@ -7,7 +7,7 @@ label model (:mod:`soundharvest.labelmodel`) and the label -> NSynth family map.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,24 @@ def plot_confusion(
     plt.close(fig)
 
 
+def _closed_set(
+    clusters: Any, codes: np.ndarray, fam: Mapping[str, str | None], true: Sequence[str]
+) -> tuple[float, int, pd.DataFrame | None]:
+    """The closed-set prediction: only outputs named after a label of an evaluated family
+    compete. ``(accuracy (NaN: no such output), outputs competing, confusion or None)``."""
+    evaluated = set(true)
+    allowed = [i for i, lab in enumerate(clusters.labels) if fam[lab] in evaluated]
+    # How many outputs compete in the closed set: clusters named after an allowed label, or
+    # (the weak recogniser's head) the allowed labels themselves.
+    names_of = np.asarray([clusters.labels.index(n) for n in clusters.cluster_names])
+    keep = np.flatnonzero(np.isin(names_of, allowed))
+    if not len(keep):
+        return float("nan"), 0, None  # no cluster is named after an evaluated family
+    closed = np.array([fam[clusters.labels[i]] for i in clusters.closed_predict(codes, allowed)])
+    _, closed_conf = family_scores(true, closed)  # rows and columns: evaluated families
+    return float(np.mean(closed == np.asarray(true))), int(len(keep)), closed_conf
+
+
 def score_eval_file(
     codes_npy: Pathlike,
     notes_tsv: Pathlike,
@@ -153,21 +171,7 @@ def score_eval_file(
     reachable = {f for f in fam.values() if f}
     # Closed set: only clusters named after a label of an evaluated family compete (a choice
     # among the families the notes come from, as a classifier on them would make).
-    evaluated = set(true)
-    allowed = [i for i, lab in enumerate(clusters.labels) if fam[lab] in evaluated]
-    # How many outputs compete in the closed set: clusters named after an allowed label, or
-    # (the weak recogniser's head) the allowed labels themselves.
-    names_of = np.asarray([clusters.labels.index(n) for n in clusters.cluster_names])
-    keep = np.flatnonzero(np.isin(names_of, allowed))
-    closed_conf = None
-    if len(keep):
-        closed = np.array(
-            [fam[clusters.labels[i]] for i in clusters.closed_predict(codes, allowed)]
-        )
-        closed_acc = float(np.mean(closed == np.asarray(true)))
-        _, closed_conf = family_scores(true, closed)  # rows and columns: evaluated families
-    else:
-        closed_acc = float("nan")  # no cluster is named after an evaluated family
+    closed_acc, n_closed, closed_conf = _closed_set(clusters, codes, fam, true)
     row = {
         "kind": meta["features"]["kind"],
         "model": meta.get("model", d.name),
@@ -175,7 +179,7 @@ def score_eval_file(
         "k_choice": meta.get("k_choice", ""),
         **scores,
         "closed_accuracy": closed_acc,
-        "closed_clusters": int(len(keep)),
+        "closed_clusters": n_closed,
         # Notes whose family no label maps to can never be right: say how many there are.
         "n_unreachable": int(sum(t not in reachable for t in true)),
     }
