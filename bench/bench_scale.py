@@ -4,7 +4,8 @@ N generated local files (two labels, ``--seconds`` of a tone plus noise each, 16
 through a real ``snakemake --cores 2`` on the ``local`` source up to the shuffle of the STFT
 frames (search, download, convert, catalog, spectrogram, concatenate, shuffle). Per N it prints:
 
-- the dry run's wall time (the DAG of every per-video job);
+- the dry run's wall time before the run (up to the candidates checkpoint) and after it (the
+  whole DAG of every per-video job, nothing left to do);
 - the run's wall time and CPU (Snakemake and every job it ran: ``os.wait4`` of the process);
 - Snakemake's own peak RSS (``VmHWM`` of its main process, sampled while it runs);
 - the *work*: decoding and the STFT of a sample of the same files measured in this process with
@@ -90,10 +91,12 @@ def _peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:
 
 def run_snakemake(work: Path, config: Path, *args: str) -> dict[str, float]:
     """Run snakemake in ``work``; wall, CPU (itself and all its jobs) and its own peak RSS."""
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--cores", "2", "--nocolor", "--quiet"]
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--cores", "2", "--nocolor"]
     cmd += [*args, TARGET, "--configfile", str(config)]
+    log_path = work / f"snakemake{''.join(args)}.log"
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log_path, "wb") as log:  # a file, not a pipe: its log of thousands of jobs
+        proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     peak, stop = [0], threading.Event()
     sampler = threading.Thread(target=_peak_rss, args=(proc.pid, stop, peak), daemon=True)
     sampler.start()
@@ -101,10 +104,10 @@ def run_snakemake(work: Path, config: Path, *args: str) -> dict[str, float]:
     wall = time.perf_counter() - t0
     stop.set()
     sampler.join()
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{err[-3000:]}")
+        err = log_path.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{err}")
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": peak[0] / 1024}
 
 
@@ -142,8 +145,9 @@ def measure(n: int, seconds: float, base: Path) -> dict[str, float]:
     make_library(root, n, seconds)
     config_path = write_config(work, root, n)
     config = validate_config(yaml.safe_load(config_path.read_text()))
-    dry = run_snakemake(work, config_path, "-n")
+    dry = run_snakemake(work, config_path, "-n")  # up to the checkpoint: no video known yet
     run = run_snakemake(work, config_path)
+    again = run_snakemake(work, config_path, "-n")  # the whole DAG, every video, nothing to do
     files = sorted((work / "downloads").rglob("*.status.json"))
     sample = files[:: max(1, len(files) // 50)][:50]
     work_cpu = work_per_video(work, sample, config)
@@ -151,6 +155,7 @@ def measure(n: int, seconds: float, base: Path) -> dict[str, float]:
     return {
         "n": n,
         "dry_wall": dry["wall"],
+        "dry_full_wall": again["wall"],
         "wall": run["wall"],
         "cpu": run["cpu"],
         "cpu_per_video": per_video,
@@ -176,7 +181,8 @@ def main() -> int:
             r = measure(n, args.seconds, base)
             rows.append(r)
             print(
-                f"N = {n:>5}: dry run {r['dry_wall']:.1f} s; run {r['wall']:.0f} s wall, "
+                f"N = {n:>5}: dry run {r['dry_wall']:.1f} s, of the whole DAG "
+                f"{r['dry_full_wall']:.1f} s; run {r['wall']:.0f} s wall, "
                 f"{r['cpu']:.0f} s CPU = {r['cpu_per_video']:.3f} s/video "
                 f"(work {r['work_per_video']:.4f}, overhead {r['overhead_per_video']:.3f}); "
                 f"snakemake peak RSS {r['snakemake_rss_mb']:.0f} MB",
@@ -185,11 +191,12 @@ def main() -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
-    print("\n| N | dry run s | wall s | CPU s | CPU s/video | work s/video | overhead s/video "
-          "| snakemake RSS MB |")  # fmt: skip
+    print("\n| N | dry run s (first / whole DAG) | wall s | CPU s | CPU s/video | work s/video "
+          "| overhead s/video | snakemake RSS MB |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['n']:,} | {r['dry_wall']:.1f} | {r['wall']:.0f} | {r['cpu']:.0f} | "
+        print(f"| {r['n']:,} | {r['dry_wall']:.1f} / {r['dry_full_wall']:.1f} | {r['wall']:.0f} | "
+              f"{r['cpu']:.0f} | "
               f"{r['cpu_per_video']:.3f} | {r['work_per_video']:.4f} | "
               f"{r['overhead_per_video']:.3f} | {r['snakemake_rss_mb']:.0f} |")  # fmt: skip
     at = [r for r in rows if r["n"] >= 1000] or rows[-1:]
