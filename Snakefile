@@ -34,7 +34,7 @@ wildcard_constraints:
     kind="|".join(KINDS),
     model="|".join(MODELS + BASELINES),
     trained_model="|".join(MODELS),
-    video_id="[A-Za-z0-9_-]+",
+    batch="[a-z][a-z0-9_]*-[0-9][0-9][0-9]+-[0-9a-f]+",
     query_id="q-[0-9a-f]+",
 
 

@@ -8,14 +8,16 @@ frames (search, download, convert, catalog, spectrogram, concatenate, shuffle). 
   whole DAG of every per-video job, nothing left to do);
 - the run's wall time and CPU (Snakemake and every job it ran: ``os.wait4`` of the process);
 - Snakemake's own peak RSS (``VmHWM`` of its main process, sampled while it runs);
-- the *work*: decoding and the STFT of a sample of the same files measured in this process with
-  the same functions the jobs call (:func:`~soundharvest.acquire.convert.convert_file`,
+- the *work*: the download (a hard link and its decode check), decoding and the STFT of a sample
+  of the same files, measured in this process and its ffmpeg children with the same functions
+  the batch jobs call per video (:func:`~soundharvest.acquire.download.download_video`,
+  :func:`~soundharvest.acquire.convert.convert_file`,
   :func:`~soundharvest.features.spectrogram_file`), per video;
 - the *orchestration overhead* per video: the run's CPU minus N times the work, over N.
 
 Bars (issue 22): overhead <= 0.1 s of CPU per video at N = 1,000, and the per-video cost at the
-largest N <= 1.2x that at the smallest. ``make bench`` runs the sizes 200 and 1,000 (the
-issue's 5,000 is ``--sizes 200,1000,5000``: at today's per-video jobs that is hours here).
+largest N <= 1.2x that at the smallest. ``make bench`` runs the sizes 200 and 1,000; the
+issue's 5,000 is ``--sizes 200,1000,5000``.
 
 Run: ``.venv/bin/python bench/bench_scale.py [--sizes 200,1000] [--seconds 2] [--keep DIR]``
 """
@@ -112,28 +114,43 @@ def run_snakemake(work: Path, config: Path, *args: str) -> dict[str, float]:
 
 
 def work_per_video(work: Path, sample: list[Path], config: dict) -> float:
-    """CPU seconds per video of decoding to 16 kHz and the STFT, in this process.
+    """CPU seconds per video of the real work, in this process and its children (ffmpeg):
+    the download (a hard link and the decode check), decoding to 16 kHz and the STFT.
 
     :param sample: downloads' ``status.json`` files of the run (what the convert jobs read).
     """
     from soundharvest.acquire.convert import convert_file
+    from soundharvest.acquire.download import download_video
     from soundharvest.features import spectrogram_file
+    from soundharvest.io import read_json
 
     c, f = config["convert"], config["features"]
     out = work / "work_reference"
     out.mkdir()
-    # One warm-up file: imports and first-call costs are a job's start-up, not its work.
-    convert_file(sample[0], out / "warm.wav", out / "warm.json", sample_rate=c["sample_rate"])
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    for i, path in enumerate(sample):
+    options = {**config["download"], "ffmpeg": c["ffmpeg"]}
+
+    def one(i: int, path: Path) -> None:
+        record = read_json(path)
+        candidate = {"video_id": record["video_id"], "url": record["url"]}
+        download_video("local", options, candidate, out / f"dl{i}")
         wav, status = out / f"{i}.wav", out / f"{i}.json"
         convert_file(path, wav, status, sample_rate=c["sample_rate"], max_seconds=c["max_seconds"],
                      min_seconds=c["min_seconds"], silence_dbfs=c["silence_dbfs"])  # fmt: skip
         spectrogram_file(wav, out / f"{i}.npy", out / f"{i}.energy.npy", "stft", f["stft"],
                          dtype=f["dtype"], silence_threshold_db=f["silence_threshold_db"])  # fmt: skip
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return cpu / len(sample)
+
+    def cpu() -> float:
+        own, kids = (
+            resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    # One warm-up file: imports and first-call costs are a job's start-up, not its work.
+    one(-1, sample[0])
+    t0 = cpu()
+    for i, path in enumerate(sample):
+        one(i, path)
+    return (cpu() - t0) / len(sample)
 
 
 def measure(n: int, seconds: float, base: Path) -> dict[str, float]:

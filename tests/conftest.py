@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 
 #: Workflow files that run their own Snakemake runs, not the shared tiny run.
-OWN_RUNS = {"test_directory.py", "test_local_source.py", "test_security.py"}
+OWN_RUNS = {"test_directory.py", "test_dry_runs.py", "test_local_source.py", "test_security.py"}
 
 
 def _rank(item) -> int:

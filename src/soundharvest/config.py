@@ -239,6 +239,28 @@ def _check_semantics(config: dict[str, Any]) -> None:
         )
 
 
+def source_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of the configured source (everything that can change what it finds)."""
+    opts = dict(config["search"].get(config["source"], {}))
+    opts["seed"] = config["seed"]
+    return opts
+
+
+def download_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The source's options and the download settings, as the download library reads them.
+
+    The download jobs read these from the config, not as Snakemake parameters: a video in the
+    store is never fetched again whatever they say, so a changed option must not re-run the
+    download batches and, through them, everything downstream.
+    """
+    opts = {**source_options(config), **config["download"], "ffmpeg": config["convert"]["ffmpeg"]}
+    if opts.pop("archive"):
+        opts["download_archive"] = str(
+            PurePosixPath(config["downloads"], config["source"], "archive.txt")
+        )
+    return opts
+
+
 def stable_hash(obj: Any, n: int = 10) -> str:
     """A short stable hash of a JSON-able object (for ids that depend on values)."""
     text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)

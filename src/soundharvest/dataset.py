@@ -339,6 +339,43 @@ def concatenate(
     return total
 
 
+def concatenate_batches(
+    items: Sequence[tuple[str, Pathlike]],
+    manifests: Sequence[Pathlike],
+    out_npy: Pathlike,
+    out_index_tsv: Pathlike,
+    dtype: str | np.dtype | None = None,
+    n_bins: int | None = None,
+) -> int:
+    """:func:`concatenate` of per-video frames written by batch jobs (:mod:`soundharvest.batch`).
+
+    Each file is first checked against the stamp its batch wrote beside it: a file that is
+    missing, truncated or replaced since is a one-line error naming it and the batch manifest to
+    delete (re-running that batch redoes only the damaged videos).
+    """
+    from .batch import manifest_of, read_stamp, stamp_path
+
+    where = manifest_of([vid for vid, _ in items], manifests)
+    for vid, path in items:
+        path = Path(path)
+        stamp = read_stamp(stamp_path(path.parent, vid))
+        wrote = ((stamp or {}).get("bytes") or {}).get(path.name)
+        size = path.stat().st_size if path.is_file() else None
+        if size is not None and size == wrote:
+            continue
+        if size is None:
+            problem = "missing"
+        elif wrote is None:
+            problem = "has no stamp from the batch that should have written it"
+        else:
+            problem = f"truncated or replaced ({size} bytes; its batch wrote {wrote})"
+        raise SoundharvestError(
+            f"{path}: {problem}; delete {where[vid]} and re-run: that batch redoes only the "
+            "videos whose files are damaged"
+        )
+    return concatenate(items, out_npy, out_index_tsv, dtype=dtype, n_bins=n_bins)
+
+
 def read_index(index_tsv: Pathlike) -> list[tuple[str, int, int]]:
     """Read a concatenation index: ``[(video_id, first_row, n_rows), ...]``."""
     rows = []

@@ -382,3 +382,55 @@ def spectrogram_file(
     if out_frames_npy is not None:
         save_npy(out_frames_npy, index)
     return int(feats.shape[0])
+
+
+#: Bump when spectrogram_file's output for the same wav and parameters changes (every stamp's
+#: fingerprint changes with it, so the next run computes every video's features again).
+FEATURES_VERSION = 1
+
+
+def spectrogram_batch(
+    video_ids: list[str],
+    wav_dir: Pathlike,
+    out_dir: Pathlike,
+    manifest: Pathlike,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    dtype: str = "float16",
+    silence_threshold_db: float | None = None,
+):
+    """The features of a batch of converted videos (:func:`spectrogram_file` each), and the
+    batch's manifest (``frames`` per video).
+
+    ``<wav_dir>/<video_id>.wav`` -> ``<out_dir>/<video_id>.npy`` and ``.energy.npy``. A video
+    whose stamp matches its wav (the conversion's own stamp) and these parameters is re-used
+    (:mod:`soundharvest.batch`).
+    """
+    from pathlib import Path
+
+    from .batch import fingerprint, read_stamp, run_batch, stamp_path
+
+    wav_dir, out_dir = Path(wav_dir), Path(out_dir)
+    settings = {"kind": kind, "params": params, "dtype": dtype, "silence": silence_threshold_db}
+
+    def step(vid: str):
+        wav = wav_dir / f"{vid}.wav"
+        if not wav.is_file():
+            raise SoundharvestError(
+                f"{wav}: the converted audio of {vid} is missing; delete the manifest of its "
+                "convert batch (batches/convert/<label>-NNN-<hash>.tsv in the results) and re-run"
+            )
+        made_by = (read_stamp(stamp_path(wav_dir, vid)) or {}).get("fingerprint")
+        fp = fingerprint("spectrogram", FEATURES_VERSION, settings, made_by, wav.stat().st_size)
+        frames, energy = out_dir / f"{vid}.npy", out_dir / f"{vid}.energy.npy"
+
+        def work() -> dict[str, Any]:
+            n = spectrogram_file(
+                wav, frames, energy, kind, params, dtype=dtype,
+                silence_threshold_db=silence_threshold_db,
+            )  # fmt: skip
+            return {"frames": n}
+
+        return fp, [frames, energy], work
+
+    return run_batch(video_ids, step, manifest, f"spectrogram {kind}")

@@ -5,8 +5,8 @@ only), starts munged, slurmctld and slurmd on localhost with a generated slurm.c
 temporary directory (one fake GPU declared as gres), and stops them afterwards. The workflow then
 runs on the tiny demo config through `--profile profiles/slurm` (plus tests/slurm/profile, the
 settings a cluster without an accounting database needs). What SLURM recorded of every job (kept
-for an hour by MinJobAge) shows that each job went through sbatch, that the per-video rules were
-submitted as one group job, that only `train` asked for a GPU, and that the rules' resources
+for an hour by MinJobAge) shows that each job went through sbatch, that each per-video stage
+went out as one job per batch of videos, that only `train` asked for a GPU, and that the rules' resources
 became the documented sbatch options.
 
 The test skips, saying why, where SLURM cannot be installed or started (not root, no apt-get, no
@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -40,6 +41,7 @@ OVERLAY = ROOT / "tests" / "slurm" / "profile"
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PARTITION = "debug"  # the one partition start_slurm.sh declares
 PER_VIDEO_RULES = ("download", "convert", "spectrogram")
+BATCH_VIDEOS = 2  # videos per batch job in the test config: several batches of one label
 # Distinct from the profile's defaults (mem_mb 2000, runtime 60), so that the sbatch options
 # can only have come from the rule's resources.
 TRAIN_MEM_MB = 3000
@@ -97,11 +99,10 @@ def _test_config() -> dict:
     """The tiny demo config, smaller still (one label, two queries, one feature kind, one model,
     one k-means chunk: each SLURM job costs seconds of start-up), with a GPU for train."""
     config = yaml.safe_load(TINY.read_text(encoding="utf-8"))
-    # One label with two queries: two searches, one candidates checkpoint, so the per-video
-    # jobs go out as one group job (two checkpoints finishing in separate rounds of Snakemake
-    # 9.27's loop can give two group jobs, and then Snakemake counted the first group's jobs
-    # finished twice and stopped, exit 0, before `catalog`: seen once in this test).
+    # One label with two queries (two searches, one candidates checkpoint), its videos in
+    # batches of two: several batch jobs per per-video stage.
     config["labels"] = {"flute": ["flute solo", "flute music"]}
+    config["batch"] = {"videos": BATCH_VIDEOS}
     config["features"]["kinds"] = ["stft"]
     config["models"] = {"ae": config["models"]["ae"]}
     config["evaluation"].update(max_k=[5], k_chunk=5, projections=["pca"])
@@ -193,14 +194,12 @@ def test_every_job_went_through_sbatch(slurm, slurm_run):
         assert job["JobState"] == "COMPLETED", job
         assert job["ExitCode"] == "0:0", job
         assert job["Partition"] == PARTITION, job
-    # Each job Snakemake ran (but `all` and the grouped ones) was a SLURM job of its own.
+    # Each job Snakemake ran (but `all`) was a SLURM job of its own.
     ran = Counter(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", log))
     local = set(re.findall(r"^localrule (\w+):", log, re.M))
-    expected = Counter({r: n for r, n in ran.items() if r not in local | set(PER_VIDEO_RULES)})
+    expected = Counter({r: n for r, n in ran.items() if r not in local})
     as_slurm_jobs = Counter(
-        re.sub(r"_wildcards_.*$", "", j["Comment"]).removeprefix("rule_")
-        for j in mine
-        if not j["Comment"].startswith("rule_per_video")
+        re.sub(r"_wildcards_.*$", "", j["Comment"]).removeprefix("rule_") for j in mine
     )
     assert as_slurm_jobs == expected
     assert local <= {"all"}
@@ -215,33 +214,23 @@ def test_every_job_went_through_sbatch(slurm, slurm_run):
     assert len(slurm_logs) == len(mine)
 
 
-def test_per_video_rules_are_grouped_into_few_sbatch_jobs(slurm_run):
+def test_per_video_stages_go_out_as_one_sbatch_job_per_batch(slurm_run):
     work, log, jobs = slurm_run
     mine = _this_run(log, jobs)
-    group_jobs = [j for j in mine if j["Comment"].startswith("rule_per_video")]
-    # No per-video rule was submitted on its own ...
-    for rule in PER_VIDEO_RULES:
-        assert not any(j["Comment"].startswith(f"rule_{rule}") for j in mine), rule
-    # ... all of them ran, inside the group job(s): far fewer sbatch jobs than jobs.
+    manifests = sorted((work / "results" / "batches" / "convert").glob("*.tsv"))
+    batches = [m.stem for m in manifests]
     n_videos = len(list((work / "results" / "convert").glob("*.json")))
-    assert n_videos >= 2
-    ran = {
-        rule: len(re.findall(rf"Finished jobid: \d+ \(Rule: {rule}\)", log))
-        for rule in PER_VIDEO_RULES
-    }
-    assert ran["download"] == ran["convert"] == n_videos, ran
-    assert 1 <= ran["spectrogram"] <= n_videos, ran  # one per training video
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text(encoding="utf-8"))
-    per_group = profile["group-components"]["per_video"]
-    # The label's candidates checkpoint releases its videos into the DAG together, and a group
-    # job takes what is ready (at most `per_group` videos): here 4 videos and 12 per-video jobs
-    # went out as one sbatch job.
-    assert per_group >= n_videos
-    assert len(group_jobs) == 1
-    assert len(group_jobs) < sum(ran.values()) / 3
-    # A group job runs at most `cores` of its jobs side by side, and asks for as many CPUs.
-    for job in group_jobs:
-        assert 1 <= int(job["NumCPUs"]) <= profile["cores"], job
+    # batch.videos = 2 (the test config): the label's videos in batches of at most two
+    assert n_videos >= 3 and len(batches) == -(-n_videos // BATCH_VIDEOS), (n_videos, batches)
+    listed = [v for m in manifests for v in pd.read_csv(m, sep="\t", dtype=str)["video_id"]]
+    assert len(listed) == len(set(listed)) == n_videos
+    for rule in PER_VIDEO_RULES:
+        submitted = sorted(j["Comment"] for j in mine if j["Comment"].startswith(f"rule_{rule}_"))
+        # one sbatch job per batch and stage (spectrogram: per kind too; the config has one)
+        assert len(submitted) == len(batches), (rule, submitted)
+        assert all(any(b in c for b in batches) for c in submitted), submitted
+        ran = len(re.findall(rf"Finished jobid: \d+ \(Rule: {rule}\)", log))
+        assert ran == len(batches), (rule, ran)
 
 
 def test_only_train_asks_for_a_gpu(slurm_run):
@@ -268,7 +257,8 @@ def test_resources_become_sbatch_options(slurm_run):
     catalog = by_rule["rule_catalog"]
     assert catalog["MinMemoryNode"] == f"{defaults['mem_mb']}M", catalog
     assert _minutes(catalog["TimeLimit"]) == defaults["runtime"], catalog
-    # the group job's runtime is the sum over its steps: more than any one per-video rule's
-    per_rule = profile["set-resources"]
-    for group in (j for j in mine if j["Comment"].startswith("rule_per_video")):
-        assert _minutes(group["TimeLimit"]) > max(r["runtime"] for r in per_rule.values()), group
+    # a batch job gets the profile's set-resources of its stage
+    for rule, res in profile["set-resources"].items():
+        job = by_rule[f"rule_{rule}"]
+        assert job["MinMemoryNode"] == f"{res['mem_mb']}M", job
+        assert _minutes(job["TimeLimit"]) == res["runtime"], job

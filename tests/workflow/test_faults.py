@@ -163,23 +163,42 @@ def test_kill_during_download(tiny_run, tiny_copy):
     _same_bytes(audio, tiny_run / "downloads" / "demo" / vid / audio.name)
 
 
-def test_kill_during_convert(tiny_run, tiny_copy):
-    args = ("results/catalog.csv", "--forcerun", "convert")
-    tmp = run_and_kill(tiny_copy, args, r"results/convert/")
-    assert tmp.stat().st_size > 0
-    vid = tmp.name[1:].split(".")[0]  # .<video_id>.<random>.tmp.wav
-    assert not (tiny_copy / f"results/convert/{vid}.wav").exists()
+def test_kill_during_a_convert_batch_redoes_only_its_unfinished_videos(tiny_run, tiny_copy):
+    out = tiny_copy / "results" / "convert"
+    (manifest,) = (tiny_copy / "results" / "batches" / "convert").glob("flute-000-*.tsv")
+    target = str(manifest.relative_to(tiny_copy))
+    vids = list(pd.read_csv(manifest, sep="\t", dtype=str)["video_id"])
+    assert len(vids) >= 2
+    manifest.unlink()
+    for vid in vids:
+        for ext in ("wav", "json", "stamp"):
+            (out / f"{vid}.{ext}").unlink()
+    # Let the batch's first video finish (wav, status, stamp), hold the second's wav.
+    # (A deleted manifest is re-made when something that must run wants it, or as a target.)
+    tmp = run_and_kill(tiny_copy, target, r"results/convert/[^/]+\.wav$", skip=1)
+    assert tmp.stat().st_size > 0 and tmp.name.startswith(f".{vids[1]}.")
+    assert not (out / f"{vids[1]}.wav").exists() and not manifest.exists()
+    first = {ext: (out / f"{vids[0]}.{ext}").stat().st_mtime_ns for ext in ("wav", "json", "stamp")}
 
     snakemake(tiny_copy, "--unlock")
-    snakemake(tiny_copy, *args)
-    names = sorted(p.name for p in (tiny_run / "results" / "convert").iterdir())
-    now = sorted(p.name for p in (tiny_copy / "results" / "convert").iterdir())
-    # The killed jobs' temporaries stay behind, hidden and never read; every real name is
+    snakemake(tiny_copy, target)
+    # The finished video was re-used from its stamp (the same files), the rest converted.
+    assert {ext: (out / f"{vids[0]}.{ext}").stat().st_mtime_ns for ext in first} == first
+    log = (tiny_copy / "logs" / "convert" / f"{manifest.stem}.log").read_text()
+    assert f"{len(vids) - 1} done now, 1 re-used" in log, log
+    ref = tiny_run / "results" / "convert"
+    names = sorted(p.name for p in ref.iterdir())
+    now = sorted(p.name for p in out.iterdir())
+    # The killed job's temporary stays behind, hidden and never read; every real name is
     # complete and equal to the undisturbed run's.
     assert [n for n in now if not n.startswith(".")] == names
     assert all(re.match(r"^\.[\w-]+\.\w+\.tmp\.wav$", n) for n in now if n.startswith("."))
-    for name in names:
-        _same_bytes(tiny_copy / "results" / "convert" / name, tiny_run / "results/convert" / name)
+    for vid in vids:
+        for ext in ("wav", "json"):
+            _same_bytes(out / f"{vid}.{ext}", ref / f"{vid}.{ext}")
+    got = pd.read_csv(manifest, sep="\t", dtype=str).drop(columns="reused")
+    want = pd.read_csv(tiny_run / target, sep="\t", dtype=str)
+    pd.testing.assert_frame_equal(got, want.drop(columns="reused"))
 
 
 def test_kill_during_concatenate(tiny_run, tiny_copy):
@@ -343,18 +362,15 @@ def test_http_429_in_a_workflow_run_is_retried_recorded_and_refetched_later(tmp_
         assert "rate_limited" in by_id.loc["limited1", "reason"]
         assert server.hits["flaky1.m4a"] > server.n_429  # retried until it worked
 
-        # Later the server recovers. Retrying the failures = deleting their download records,
-        # their conversions and the catalog (docs/reruns.md): only those are fetched again.
+        # Later the server recovers. Retrying the failures = forcing the download batches
+        # (docs/reruns.md): the store is re-used, so only the failure is fetched, and of the
+        # conversions that follow only its own is redone.
         server.recovered = True
         before = dict(server.hits)
-        for status in (work / "downloads" / "ytsearch").glob("*.status.json"):
-            if json.loads(status.read_text())["status"] == "failed":
-                vid = status.name.removesuffix(".status.json")
-                status.unlink()
-                for ext in ("wav", "json"):
-                    (work / "results" / "convert" / f"{vid}.{ext}").unlink()
-        (work / "results" / "catalog.csv").unlink()
-        snakemake(work, "results/catalog.csv")
+        stamps = {p.name: p.stat().st_mtime_ns for p in (work / "results/convert").glob("*.stamp")}
+        snakemake(work, "results/catalog.csv", "--forcerun", "download")
+        after = {p.name: p.stat().st_mtime_ns for p in (work / "results/convert").glob("*.stamp")}
+        assert {n for n in after if after[n] != stamps.get(n)} == {"limited1.stamp"}
         catalog = pd.read_csv(work / "results" / "catalog.csv", dtype=str, keep_default_na=False)
         assert set(catalog["status"]) == {"ok"}
         assert server.hits["good1.m4a"] == before["good1.m4a"]  # never fetched twice
@@ -495,10 +511,20 @@ def test_truncated_spectrogram_in_a_run_is_one_line_then_a_rerun_repairs_it(tiny
     ]  # fmt: skip
     assert len(errors) == 1 and rel in errors[0] and "truncated" in errors[0], errors
     assert not (tiny_copy / target).exists()  # no output from the failed job
-    # The fix the message gives: delete it and re-run.
-    (tiny_copy / rel).unlink()
+    # The fix the message gives: delete the batch's manifest and re-run; the batch redoes only
+    # the damaged video.
+    manifest = re.search(r"delete (\S+\.tsv) and re-run", errors[0]).group(1)
+    assert re.fullmatch(r"results/batches/spectrogram/mel/flute-000-[0-9a-f]{8}\.tsv", manifest)
+    others = [
+        p for p in (tiny_copy / "results/spectrogram/mel").glob("*.npy")
+        if p.name.split(".")[0] != vid and p.name.split(".")[0] in (tiny_copy / manifest).read_text()
+    ]  # fmt: skip
+    inodes = {p: p.stat().st_mtime_ns for p in others}
+    assert inodes
+    (tiny_copy / manifest).unlink()
     before = snapshot(tiny_copy)
     snakemake(tiny_copy, target)
     assert rel in changed(before, snapshot(tiny_copy))
+    assert {p: p.stat().st_mtime_ns for p in others} == inodes  # not redone
     _same_bytes(tiny_copy / target, tiny_run / target)
     _same_bytes(tiny_copy / rel, tiny_run / rel)

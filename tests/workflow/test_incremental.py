@@ -55,12 +55,6 @@ def n_embedded(config: dict) -> int:
     return len(config["models"]) + 2
 
 
-def training_videos(workdir: Path) -> set[str]:
-    """The videos with frames (one mel spectrogram each, beside its .energy.npy)."""
-    names = [p.name for p in (workdir / "results" / "spectrogram" / "mel").glob("*.npy")]
-    return {n.removesuffix(".npy") for n in names if not n.endswith(".energy.npy")}
-
-
 ACQUISITION = {"search", "download", "convert", "catalog"}
 #: Every rule upstream of the latent codes (evaluation rules below them may grow).
 UPSTREAM_OF_CODES = ACQUISITION | {
@@ -76,8 +70,9 @@ def test_n_mels_reruns_only_mel_features_and_what_depends_on_them(tiny_copy):
     assert not ACQUISITION & set(rules), rules
     assert {wc["kind"] for _, wc in jobs if "kind" in wc} == {"mel"}, jobs
     assert "eval_set" not in rules  # the labelled notes do not depend on features
-    # every mel spectrogram and everything downstream of it
-    assert rules["spectrogram"] == len(training_videos(tiny_copy))
+    # every batch's mel spectrograms and everything downstream of them
+    batches = list((tiny_copy / "results" / "batches" / "spectrogram" / "mel").glob("*.tsv"))
+    assert rules["spectrogram"] == len(batches) and len(batches) == len(config["labels"])
     assert rules["concatenate"] == len(config["labels"])
     assert rules["shuffle"] == 1 and rules["eval_frames"] == 1
     assert rules["train"] == len(config["models"])
@@ -86,13 +81,13 @@ def test_n_mels_reruns_only_mel_features_and_what_depends_on_them(tiny_copy):
 
 
 def test_max_k_reruns_only_the_sweeps_elbows_and_report(tiny_copy):
-    # k is swept in chunks of k_chunk = 5: 2-6, 7-10 before; 2-6, 7-11, 12-15 after.
+    # k is swept in chunks of k_chunk = 9: 2-10 before; 2-10, 11-15 after.
     config = edit_config(tiny_copy, lambda c: c["evaluation"].update(max_k=[5, 15]))
     jobs = planned_jobs(tiny_copy)
     rules = rules_of(jobs)
     assert not (UPSTREAM_OF_CODES | {"embed"}) & set(rules), rules  # models not retrained
     chunks = {(wc["start"], wc["stop"]) for rule, wc in jobs if rule == "kmeans_sweep"}
-    assert chunks == {("7", "11"), ("12", "15")}  # the existing chunk k = 2..6 is kept
+    assert chunks == {("11", "15")}  # the existing chunk k = 2..10 is kept
     n_kinds = len(config["features"]["kinds"])
     assert rules["elbow"] == n_kinds * n_embedded(config)  # every model's elbow, per kind
     assert rules["metrics_figure"] == n_kinds
@@ -127,8 +122,15 @@ def test_adding_a_label_fetches_only_its_videos(tiny_copy):
     touched = changed(before, snapshot(tiny_copy))
     # only the new label's search, downloads and conversions ran; nothing old was fetched
     assert {p.split("/")[2] for p in touched if p.startswith("results/search/")} == {"violin"}
-    store_touched = {p.split("/")[2].split(".")[0] for p in touched if p.startswith("downloads/")}
+    batches = "downloads/demo/batches/"
+    store_touched = {
+        p.split("/")[2].split(".")[0]
+        for p in touched
+        if p.startswith("downloads/") and not p.startswith(batches)
+    }
     assert store_touched and store_touched <= new_ids
+    manifests = {p.removeprefix(batches) for p in touched if p.startswith(batches)}
+    assert manifests and all(m.startswith("violin-") for m in manifests), manifests
     assert not touched & set(old_store)
     converted = {Path(p).stem for p in touched if p.startswith("results/convert/")}
     assert converted <= new_ids
@@ -137,7 +139,8 @@ def test_adding_a_label_fetches_only_its_videos(tiny_copy):
     jobs = planned_jobs(tiny_copy)
     rules = rules_of(jobs)
     assert not ACQUISITION & set(rules), rules
-    assert {wc["video_id"] for r, wc in jobs if r == "spectrogram"} <= new_ids
+    # the new label's batches only (a batch is one label's videos)
+    assert {wc["batch"].split("-")[0] for r, wc in jobs if r == "spectrogram"} == {"violin"}
     assert {wc["label"] for r, wc in jobs if r == "concatenate"} == {"violin"}  # stft's
     n_kinds = len(config["features"]["kinds"])
     assert rules["shuffle"] == n_kinds and rules["train"] == n_kinds * len(config["models"])

@@ -58,7 +58,7 @@ def test_local_source_runs_to_catalog(tmp_path, local_root):
     for vid in ok["video_id"]:
         info = sf.info(str(work / "results" / "convert" / f"{vid}.wav"))
         assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
-    # one download and one convert job per video, and nothing left to do
+    # nothing left to do once it ran
     assert "Nothing to be done" in snakemake(work, "results/catalog.csv", "-n").stdout
     # the download store survives deleting results/: nothing is fetched again
     store_before = {p: t for p, t in snapshot(work).items() if p.startswith("downloads/")}

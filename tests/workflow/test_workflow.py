@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from wfutil import changed, snakemake, snapshot, tiny_config, write_config
+from wfutil import changed, snakemake, snapshot, write_config
 
 from soundharvest.synth import training_programs
 
@@ -51,20 +51,6 @@ def test_nothing_to_do_after_a_complete_run(tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_a_second_results_directory_keeps_its_own_logs_and_benchmarks(tmp_path):
-    # Two configs run in one working directory (results, results-best) must not overwrite each
-    # other's job logs and timings: only the default results directory writes to logs/ itself.
-    for results, sub in (("results", ""), ("results-b", "results-b/")):
-        write_config(tmp_path, tiny_config(results=results))
-        out = snakemake(tmp_path, "-n", "--until", "search", "eval_set").stdout
-        logs = re.findall(r"^\s*log: (\S+)", out, re.M)
-        benches = re.findall(r"^\s*benchmark: (\S+)", out, re.M)
-        assert f"logs/{sub}eval_set.log" in logs, logs
-        searches = [p for p in logs if p != f"logs/{sub}eval_set.log"]
-        assert searches and all(p.startswith(f"logs/{sub}search/") for p in searches), logs
-        assert benches == [f"benchmarks/{sub}eval_set.tsv"]
-
-
 def test_a_hard_linked_copy_judges_trained_models_on_other_notes_without_training(tiny_copy):
     # config/overlap.yaml's recipe: hard-link a finished results folder, point a config with
     # another evaluation set at the copy and force the evaluation set (the copy has no
@@ -94,21 +80,6 @@ def test_a_hard_linked_copy_judges_trained_models_on_other_notes_without_trainin
     assert not disjoint & training_programs(), disjoint
 
 
-def test_dry_run_has_one_download_and_convert_per_video(tmp_path):
-    write_config(tmp_path, tiny_config())
-    snakemake(tmp_path, "--until", "candidates")  # the searches and the checkpoint only
-    usable = set()
-    for table in (tmp_path / "results" / "candidates").glob("*.tsv"):
-        rows = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
-        usable |= set(rows.loc[rows["status"] == "ok", "video_id"])
-    assert usable
-    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    assert int(counts["download"]) == len(usable)
-    assert int(counts["convert"]) == len(usable)
-    assert int(counts["spectrogram"]) == 2 * len(usable)
-
-
 def test_changing_a_query_reruns_only_that_label(tiny_copy):
     config = yaml.safe_load((tiny_copy / "config.yaml").read_text())
     config["labels"]["organ"] = ["organ music", "pipe organ"]
@@ -132,16 +103,6 @@ def test_changing_a_query_reruns_only_that_label(tiny_copy):
     assert not any(p.startswith("results/concatenate/") and "flute" in p for p in touched)
     assert any(p.startswith("results/concatenate/") and "organ" in p for p in touched)
     assert "Nothing to be done" in snakemake(tiny_copy, "-n", *targets).stdout
-
-
-def test_bad_config_value_stops_with_one_line(tmp_path):
-    write_config(tmp_path, tiny_config(search={"results_per_query": -3}))
-    proc = snakemake(tmp_path, "-n", check=False)
-    assert proc.returncode != 0
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "soundharvest:" in ln]
-    assert lines == [
-        "soundharvest: config: search.results_per_query = -3: -3 is less than the minimum of 1"
-    ]
 
 
 def test_report_holds_every_figure_and_table(tiny_report):

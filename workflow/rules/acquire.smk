@@ -32,38 +32,49 @@ checkpoint candidates:
         "../scripts/candidates.py"
 
 
+# The per-video stages run one job per batch of a label's videos (soundharvest.batch): each
+# video keeps its own files and stamp, and a batch that runs again redoes only the videos whose
+# stamp no longer matches. A job's declared output is its manifest, written last. The download
+# manifests live in the store, beside what they record, so that deleting results/ fetches
+# nothing and rewrites nothing there (a batch's name holds a hash of its videos: two configs
+# sharing a store share a manifest only for the same videos).
 rule download:
     output:
-        f"{D}/{SOURCE}/{{video_id}}.status.json",
+        f"{D}/{SOURCE}/batches/{{batch}}.tsv",
     log:
-        f"{LOGS}/download/{{video_id}}.log",
+        f"{LOGS}/download/{{batch}}.log",
     conda:
         "../../envs/acquire.yaml"
     resources:
         downloads=1,
     params:
         source=SOURCE,
-        options=lambda wildcards: download_options(),
-        candidate=lambda wildcards: candidate_of(wildcards.video_id),
-        store=lambda wildcards: f"{D}/{SOURCE}/{wildcards.video_id}",
+        candidates=batch_candidates,
+        store=lambda wildcards, output: str(Path(output[0]).parents[1]),
     script:
         "../scripts/download.py"
 
 
+# A download batch runs again only when its manifest is missing or it is forced (retrying
+# failed downloads: `--forcerun download`); its options are read from the config, not passed
+# as parameters, since the store is re-used whatever they say. Then its conversion runs again,
+# redoing only the videos whose download changed.
 rule convert:
     input:
-        ancient(f"{D}/{SOURCE}/{{video_id}}.status.json"),
+        f"{D}/{SOURCE}/batches/{{batch}}.tsv",
     output:
-        wav=f"{R}/convert/{{video_id}}.wav",
-        status=f"{R}/convert/{{video_id}}.json",
+        f"{BATCHES}/convert/{{batch}}.tsv",
     log:
-        f"{LOGS}/convert/{{video_id}}.log",
+        f"{LOGS}/convert/{{batch}}.log",
     benchmark:
-        f"{BENCH}/convert/{{video_id}}.tsv"
+        f"{BENCH}/convert/{{batch}}.tsv"
     conda:
         "../../envs/acquire.yaml"
     params:
         convert=config["convert"],
+        videos=batch_videos,
+        downloads=lambda wildcards, input: str(Path(input[0]).parents[1]),
+        out=f"{R}/convert",
     script:
         "../scripts/convert.py"
 
@@ -71,9 +82,7 @@ rule convert:
 rule catalog:
     input:
         search=search_paths(),
-        status=lambda wildcards: expand(
-            f"{R}/convert/{{video_id}}.json", video_id=downloadable_ids()
-        ),
+        batches=lambda wildcards: batch_manifests("convert"),
     output:
         report(
             f"{R}/catalog.csv",
@@ -86,5 +95,8 @@ rule catalog:
         "../../envs/acquire.yaml"
     params:
         cross_label=config["search"]["cross_label"],
+        statuses=lambda wildcards: {
+            vid: f"{R}/convert/{vid}.json" for vid in downloadable_ids()
+        },
     script:
         "../scripts/catalog.py"

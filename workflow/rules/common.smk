@@ -1,7 +1,9 @@
 import sys
 from pathlib import Path
 
+from soundharvest.batch import assign_batches
 from soundharvest.config import missing_defaults_hint, model_instances, validate_config
+from soundharvest.config import source_options as _source_options
 from soundharvest.io import SoundharvestError
 
 # Validate before any job runs: one line naming the key, the value and what is allowed.
@@ -55,21 +57,7 @@ QUERIES = {
 
 def source_options():
     """The options of the configured source (everything that can change what it finds)."""
-    opts = dict(config["search"].get(SOURCE, {}))
-    opts["seed"] = config["seed"]
-    return opts
-
-
-def download_options():
-    """The source's options and the download settings, as the download library reads them."""
-    opts = {
-        **source_options(),
-        **config["download"],
-        "ffmpeg": config["convert"]["ffmpeg"],
-    }
-    if opts.pop("archive"):
-        opts["download_archive"] = f"{D}/{SOURCE}/archive.txt"
-    return opts
+    return _source_options(config)
 
 
 def search_params(wildcards):
@@ -111,30 +99,67 @@ def label_candidates(label, checkpoint=True):
     return _read_candidates(path, Path(path).stat().st_mtime_ns)
 
 
-def training_ids(label):
+def training_ids(label, checkpoint=True):
     """The videos whose frames are the label's training data, best rank first."""
-    rows = label_candidates(label)
+    rows = label_candidates(label, checkpoint)
     return list(rows.loc[rows["status"] == "ok", "video_id"])
 
 
 def downloadable_ids():
-    """Every video that some label may use, once (a video found by two labels is one job)."""
+    """Every video that some label may use, once (a video found by two labels is one unit)."""
     return sorted({vid for label in LABELS for vid in training_ids(label)})
 
 
-def candidate_of(video_id):
-    """What the download needs to know of a video: only what identifies it, so that a new rank
-    or another query finding it does not change the download job's parameters."""
+# The per-video stages run one job per batch of videos (soundharvest.batch): each label's
+# videos, in id order, cut into batches of `batch.videos`, named "<label>-000-<hash>", ...
+BATCH_SIZE = config["batch"]["videos"]
+BATCHES = f"{R}/batches"
+
+
+def video_batches(checkpoint=True):
+    """batch name ("<label>-000-<hash of its videos>") -> its video ids (a video of two labels
+    belongs to the first label's). Through the checkpoints for the inputs that decide which
+    batches exist; ``checkpoint=False`` reads the candidates by path, for a batch job's own
+    parameters (the batch exists only once they are written)."""
+    ids = {label: training_ids(label, checkpoint) for label in LABELS}
+    return assign_batches(ids, BATCH_SIZE)
+
+
+def batch_videos(wildcards):
+    """The videos of one batch job."""
+    batches = video_batches(checkpoint=False)
+    if wildcards.batch not in batches:
+        raise ValueError(
+            f"batch {wildcards.batch} is not one of this config's batches (its videos changed "
+            "since it was named); run the workflow's targets, not an old batch"
+        )
+    return batches[wildcards.batch]
+
+
+def label_batches(label):
+    """The batches holding a label's training videos."""
+    mine = set(training_ids(label))
+    return [b for b, ids in video_batches().items() if mine.intersection(ids)]
+
+
+def batch_manifests(stage, label=None, kind=None):
+    """The manifests of a stage's batches (of one label's videos, or of all)."""
+    names = label_batches(label) if label else list(video_batches())
+    folder = Path(BATCHES, stage, kind or "")
+    return [str(folder / f"{b}.tsv") for b in names]
+
+
+def batch_candidates(wildcards):
+    """What the download needs to know of each video of a batch: only what identifies it, so
+    that a new rank or another query finding it does not change the job's parameters."""
+    keys = ("video_id", "url", "title", "channel", "duration", "label")
+    wanted = set(batch_videos(wildcards))
+    found = {}
     for label in LABELS:
-        if not Path(f"{R}/candidates/{label}.tsv").exists():
-            continue  # that label's checkpoint has not run yet: the video is not its
         rows = label_candidates(label, checkpoint=False)
-        hit = rows[rows["video_id"] == video_id]
-        if len(hit):
-            row = hit.iloc[0]
-            keys = ("video_id", "url", "title", "channel", "duration", "label")
-            return {k: str(row[k]) for k in keys}
-    raise ValueError(f"video {video_id} is in no label's candidates")
+        for row in rows[rows["video_id"].isin(wanted)].to_dict("records"):
+            found.setdefault(row["video_id"], {k: str(row[k]) for k in keys})
+    return [found[vid] for vid in batch_videos(wildcards)]
 
 
 # ---------------------------------------------------------------- features helpers

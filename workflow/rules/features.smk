@@ -1,14 +1,16 @@
-# Features: spectrogram per file and kind -> concatenate per label -> shuffle into shards.
+# Features: spectrogram per batch of videos and kind -> concatenate per label -> shuffle into shards.
 
 
+# Features of each feature kind, per batch of videos (see rule convert).
 rule spectrogram:
     input:
-        f"{R}/convert/{{video_id}}.wav",
+        f"{BATCHES}/convert/{{batch}}.tsv",
     output:
-        frames=f"{R}/spectrogram/{{kind}}/{{video_id}}.npy",
-        energy=f"{R}/spectrogram/{{kind}}/{{video_id}}.energy.npy",
+        f"{BATCHES}/spectrogram/{{kind}}/{{batch}}.tsv",
     log:
-        f"{LOGS}/spectrogram/{{kind}}/{{video_id}}.log",
+        f"{LOGS}/spectrogram/{{kind}}/{{batch}}.log",
+    benchmark:
+        f"{BENCH}/spectrogram/{{kind}}/{{batch}}.tsv"
     conda:
         "../../envs/features.yaml"
     params:
@@ -16,15 +18,19 @@ rule spectrogram:
         features=lambda wildcards: feature_params(wildcards.kind),
         dtype=config["features"]["dtype"],
         silence_threshold_db=config["features"]["silence_threshold_db"],
+        videos=batch_videos,
+        wavs=f"{R}/convert",
+        out=lambda wildcards: f"{R}/spectrogram/{wildcards.kind}",
     script:
         "../scripts/spectrogram.py"
 
 
+# A label's frames, from the batches that hold its videos (their manifests are the inputs; the
+# per-video frames are beside them, named by video).
 rule concatenate:
     input:
-        frames=lambda wildcards: expand(
-            f"{R}/spectrogram/{{{{kind}}}}/{{video_id}}.npy",
-            video_id=training_ids(wildcards.label),
+        batches=lambda wildcards: batch_manifests(
+            "spectrogram", label=wildcards.label, kind=wildcards.kind
         ),
     output:
         frames=f"{R}/concatenate/{{kind}}/{{label}}.npy",
@@ -40,6 +46,10 @@ rule concatenate:
         runtime=60,
     params:
         video_ids=lambda wildcards: training_ids(wildcards.label),
+        frames=lambda wildcards: [
+            f"{R}/spectrogram/{wildcards.kind}/{vid}.npy"
+            for vid in training_ids(wildcards.label)
+        ],
         dtype=config["features"]["dtype"],
         n_bins=lambda wildcards: n_bins(wildcards.kind, feature_params(wildcards.kind)),
     script:

@@ -1,12 +1,13 @@
 """Rule concatenate: all of a label's per-file frames -> one memory-mapped .npy and its index."""
 
-from soundharvest.dataset import concatenate
+from soundharvest.dataset import concatenate_batches
 from soundharvest.io import run_logged
 
 run_logged(
     snakemake.log[0],
-    concatenate,
-    list(zip(snakemake.params.video_ids, snakemake.input.frames, strict=True)),
+    concatenate_batches,
+    list(zip(snakemake.params.video_ids, snakemake.params.frames, strict=True)),
+    list(snakemake.input.batches),
     snakemake.output.frames,
     snakemake.output.index,
     dtype=snakemake.params.dtype,

@@ -1,15 +1,16 @@
-"""Rule convert: a downloaded file -> 16 kHz mono wav (empty if skipped) and its status."""
+"""Rule convert: a batch of downloads -> 16 kHz mono wavs (empty if skipped), statuses, manifest."""
 
-from soundharvest.acquire.convert import convert_file
+from soundharvest.acquire.convert import convert_batch
 from soundharvest.io import run_logged
 
 c = snakemake.params.convert
 run_logged(
     snakemake.log[0],
-    convert_file,
-    snakemake.input[0],
-    snakemake.output.wav,
-    snakemake.output.status,
+    convert_batch,
+    list(snakemake.params.videos),
+    snakemake.params.downloads,
+    snakemake.params.out,
+    snakemake.output[0],
     sample_rate=c["sample_rate"],
     max_seconds=c["max_seconds"],
     min_seconds=c["min_seconds"],

@@ -1,14 +1,15 @@
-"""Rule download: one video -> the download store (audio as published, info JSON, status)."""
+"""Rule download: a batch of videos -> the download store (audio, info, status) and a manifest."""
 
-from soundharvest.acquire.store import download_to_store
+from soundharvest.acquire.store import download_batch
+from soundharvest.config import download_options
 from soundharvest.io import run_logged
 
 run_logged(
     snakemake.log[0],
-    download_to_store,
+    download_batch,
     snakemake.params.source,
-    snakemake.params.options,
-    snakemake.params.candidate,
+    download_options(snakemake.config),  # not a parameter: see rule convert's comment
+    snakemake.params.candidates,
     snakemake.params.store,
     snakemake.output[0],
 )

@@ -209,3 +209,53 @@ def convert_file(
     else:
         log.warning("convert %s: %s: %s", vid, record["status"], record["reason"])
     return record
+
+
+#: Bump when convert_file's output for the same input and parameters changes: every stamp's
+#: fingerprint changes with it, so the next run converts every video again.
+CONVERT_VERSION = 1
+#: Fields of a download record that change on every run of the download without the audio
+#: changing (a re-used store says ``cached: true``): left out of the conversion's fingerprint.
+_VOLATILE = ("cached", "elapsed_s")
+
+
+def download_identity(download_status_json: Pathlike) -> dict[str, Any]:
+    """What identifies a download's audio: its record (less what changes on every run) and the
+    size of its audio file; a video fetched anew or a file replaced in the store differs."""
+    path = Path(download_status_json)
+    record = {k: v for k, v in read_download_status(path).items() if k not in _VOLATILE}
+    audio = path.parent / str(record.get("audio") or "")
+    record["audio_bytes"] = audio.stat().st_size if record.get("audio") and audio.is_file() else 0
+    return record
+
+
+def convert_batch(
+    video_ids: list[str],
+    downloads_dir: Pathlike,
+    out_dir: Pathlike,
+    manifest: Pathlike,
+    **params: Any,
+):
+    """Convert a batch of downloads (:func:`convert_file` each) and write the batch's manifest.
+
+    ``<downloads_dir>/<video_id>.status.json`` -> ``<out_dir>/<video_id>.wav`` and ``.json``
+    (as :func:`convert_file`), a video whose stamp matches its download and ``params`` being
+    re-used (:mod:`soundharvest.batch`). The manifest has ``status``, ``reason`` and
+    ``seconds`` per video.
+    """
+    from ..batch import fingerprint, run_batch
+
+    downloads_dir, out_dir = Path(downloads_dir), Path(out_dir)
+
+    def step(vid: str):
+        status = downloads_dir / f"{vid}.status.json"
+        wav, record = out_dir / f"{vid}.wav", out_dir / f"{vid}.json"
+        fp = fingerprint("convert", CONVERT_VERSION, params, download_identity(status))
+
+        def work() -> dict[str, Any]:
+            done = convert_file(status, wav, record, **params)
+            return {k: done[k] for k in ("status", "reason", "seconds")}
+
+        return fp, [wav, record], work
+
+    return run_batch(video_ids, step, manifest, "convert")

@@ -68,3 +68,51 @@ def download_to_store(
         status["audio"] = rel
     write_json(out_status, status)
     return status
+
+
+def download_batch(
+    source_name: str,
+    options: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    store_root: Pathlike,
+    manifest: Pathlike,
+):
+    """Download a batch of candidates into the store and write the batch's manifest.
+
+    Each video is its own unit, as :func:`download_to_store` makes it: a video whose folder
+    holds a successful download is re-used, any other is fetched (a failure of an earlier run
+    is tried again), and ``<store_root>/<video_id>.status.json`` is written as each finishes,
+    so a killed batch fetches only what it had not finished. The manifest (written last) has
+    ``status``, ``reason`` and ``cached`` per video.
+    """
+    import pandas as pd
+
+    from ..io import write_tsv
+
+    store_root = Path(store_root)
+    rows = []
+    for candidate in candidates:
+        vid = str(candidate["video_id"])
+        status = download_to_store(
+            source_name, options, candidate, store_root / vid, store_root / f"{vid}.status.json"
+        )
+        rows.append(
+            {
+                "video_id": vid,
+                "status": status["status"],
+                "reason": status.get("reason") or "",
+                "cached": bool(status.get("cached")),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=["video_id", "status", "reason", "cached"])
+    write_tsv(manifest, frame)
+    fetched = int((~frame["cached"]).sum()) if len(frame) else 0
+    failed = int((frame["status"] != "ok").sum()) if len(frame) else 0
+    log.info(
+        "download: %d video(s), %d fetched now, %d re-used from the store, %d failed",
+        len(frame),
+        fetched,
+        len(frame) - fetched,
+        failed,
+    )
+    return frame

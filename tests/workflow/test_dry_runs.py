@@ -1,0 +1,60 @@
+"""Dry runs of the workflow on the tiny demo config, each in a directory of its own.
+
+They need no finished run (so they run beside the shared tiny run, not after it): the jobs a
+plan holds, where their logs go, and a bad config value's one-line error.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+from wfutil import snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.workflow
+
+
+def test_a_second_results_directory_keeps_its_own_logs_and_benchmarks(tmp_path):
+    # Two configs run in one working directory (results, results-best) must not overwrite each
+    # other's job logs and timings: only the default results directory writes to logs/ itself.
+    for results, sub in (("results", ""), ("results-b", "results-b/")):
+        write_config(tmp_path, tiny_config(results=results))
+        out = snakemake(tmp_path, "-n", "--until", "search", "eval_set").stdout
+        logs = re.findall(r"^\s*log: (\S+)", out, re.M)
+        benches = re.findall(r"^\s*benchmark: (\S+)", out, re.M)
+        assert f"logs/{sub}eval_set.log" in logs, logs
+        searches = [p for p in logs if p != f"logs/{sub}eval_set.log"]
+        assert searches and all(p.startswith(f"logs/{sub}search/") for p in searches), logs
+        assert benches == [f"benchmarks/{sub}eval_set.tsv"]
+
+
+def test_dry_run_has_one_job_per_batch_of_videos_and_stage(tmp_path):
+    config = tiny_config()
+    config["batch"] = {"videos": 2}
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "--until", "candidates")  # the searches and the checkpoint only
+    usable = {}
+    for table in (tmp_path / "results" / "candidates").glob("*.tsv"):
+        rows = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
+        usable[table.stem] = set(rows.loc[rows["status"] == "ok", "video_id"])
+    assert all(usable.values())
+    # each label's videos in batches of two (no video is found by both labels here)
+    assert not set.intersection(*usable.values())
+    n_batches = sum(-(-len(ids) // 2) for ids in usable.values())
+    assert n_batches < sum(len(ids) for ids in usable.values())
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert int(counts["download"]) == n_batches
+    assert int(counts["convert"]) == n_batches
+    assert int(counts["spectrogram"]) == 2 * n_batches  # per feature kind
+
+
+def test_bad_config_value_stops_with_one_line(tmp_path):
+    write_config(tmp_path, tiny_config(search={"results_per_query": -3}))
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "soundharvest:" in ln]
+    assert lines == [
+        "soundharvest: config: search.results_per_query = -3: -3 is less than the minimum of 1"
+    ]
