@@ -8,7 +8,10 @@ yaml``'s window encoder (logconv, channels 32-32-32, windows of 8 frames 4 apart
 :func:`soundharvest.predict.label_clusters_file` (elbow of a sweep to max_k 30, 20 % of the clips
 held out, as in the default config) in a child process and reports that child's peak RSS
 (``os.wait4``'s ``ru_maxrss``) against the reference: the sampled windows themselves in float32
-(n x 8 x 513 x 4 bytes), what holding them at once would cost.
+(n x 8 x 513 x 4 bytes), what holding them at once would cost. The training data grows with
+the sample (1.5625 x its size), and each run also writes every clip's votes for the label-noise
+report: label_clusters encodes every training frame once, into a scratch file, and reads the
+sample's codes from it, so the peak may grow with neither.
 
 Bar: peak RSS <= 1.5 GB at 40,000 windows, and the peak may not grow with the sample by more
 than a quarter of the windows' size between the smallest and largest size.
@@ -55,6 +58,7 @@ def build(root: Path, n_frames: int, labels: int = 10, clip_frames: int = 320) -
     from soundharvest.io import save_npy
     from soundharvest.train import train
 
+    root.mkdir(parents=True)
     rng = np.random.default_rng(0)
     per_label = -(-n_frames // labels)
     clips_dir = root / "clips"
@@ -97,7 +101,9 @@ def child(job: str) -> None:
     meta = label_clusters_file(
         j["shards"], j["labels"], j["weights"], j["out"], k="elbow", max_k=30,
         sample_frames=j["n"], seed=0, sources=j["sources"], holdout=0.2,
+        votes_tsv=Path(j["out"]) / "votes.tsv", scratch_dir=j["scratch"],
     )  # fmt: skip
+    votes = sum(1 for _ in open(Path(j["out"]) / "votes.tsv")) - 1
     with np.load(Path(j["out"]) / "clusters.npz") as z:
         centroids = z["centroids"]
         counts = z["counts"]
@@ -107,6 +113,7 @@ def child(job: str) -> None:
         "sample_frames": meta["sample_frames"],
         "centroid_sum": float(np.abs(centroids).sum()),
         "counts_sha": hashlib.sha1(counts.tobytes()).hexdigest()[:12],
+        "votes": votes,
     }))  # fmt: skip
 
 
@@ -143,24 +150,25 @@ def main() -> int:
         return 0
     sizes = sorted(int(s) for s in args.windows.split(","))
     root = Path(tempfile.mkdtemp(prefix="bench_label_clusters."))
-    t = time.perf_counter()
-    # Enough frames that the largest sample, after 20 % of the clips are held out, is full.
-    data = build(root, int(max(sizes) / 0.8 * 1.25))
-    print(f"data: {data['n_rows']:,} frames of {BINS} bins (float16) in 10 shards, "
-          f"{time.perf_counter() - t:.0f} s to write; model: logconv windows of {CONTEXT} "
-          f"frames, stride {STRIDE}, random")  # fmt: skip
+    # Per size, enough frames that the sample, after 20 % of the clips are held out, is full:
+    # the training data grows with the sample, and label_clusters encodes all of it once.
+    print(f"data per size: 1.5625 x the sample of {BINS}-bin float16 frames in 10 shards; "
+          f"model: logconv windows of {CONTEXT} frames, stride {STRIDE}, random")  # fmt: skip
     floor = import_rss()
     print(f"peak RSS of a process that only imports soundharvest and torch: {floor / 1e9:.3f} GB")
     peaks = {}
     failed = False
     for n in sizes:
-        res, peak = run_child({**data, "n": n, "out": str(root / f"pred-{n}")})
+        data = build(root / f"data-{n}", int(n / 0.8 * 1.25))
+        res, peak = run_child({**data, "n": n, "out": str(root / f"pred-{n}"),
+                               "scratch": str(root)})  # fmt: skip
         ref = n * CONTEXT * BINS * 4
         peaks[n] = (peak, ref)
         print(
             f"{n:>7,} windows: peak RSS {peak / 1e9:.3f} GB; windows in float32 {ref / 1e9:.3f} GB "
             f"(ratio {peak / ref:.2f}); above the import floor {(peak - floor) / 1e9:.3f} GB; "
-            f"{res['seconds']:.1f} s; k = {res['k']}, {res['sample_frames']} sampled, "
+            f"{res['seconds']:.1f} s for {data['n_rows']:,} training frames encoded once "
+            f"({res['votes']} clips' votes); k = {res['k']}, {res['sample_frames']} sampled, "
             f"|centroids| {res['centroid_sum']:.6g}, counts {res['counts_sha']}"
         )
         if n == BAR_SIZE:

@@ -13,7 +13,17 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["features", "dataset", "train", "kmeans", "demo", "predict", "label_clusters", "scale"]
+BENCHES = [
+    "features",
+    "dataset",
+    "loader",
+    "train",
+    "kmeans",
+    "demo",
+    "predict",
+    "label_clusters",
+    "scale",
+]
 
 
 def main(argv: list[str]) -> int:

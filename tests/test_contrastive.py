@@ -573,9 +573,13 @@ def test_sampled_windows_are_encoded_in_bounded_blocks_with_the_same_codes(
     assert np.array_equal(raw, frames) and np.array_equal(raw_got, raw_ids)
 
 
-def test_label_noise_encodes_each_clip_whole_not_block_by_block(clips, tmp_path, monkeypatch):
-    """A window near a block's edge reads on into the next rows of its clip: the report's
-    shares are those of the clip's windows encoded in one sequence, whatever the block size."""
+def test_one_pass_encodes_every_training_frame_once_for_the_clusters_and_the_votes(
+    clips, tmp_path, monkeypatch
+):
+    """label_clusters encodes each training frame once (not the sample, then every clip again
+    for the label-noise report), each clip as one sequence whatever the block size, so the
+    votes are what the predictor says on the clip; the scratch codes are removed after."""
+    from soundharvest import encoder as encoder_mod
     from soundharvest import noise
     from soundharvest.acquire.catalog import CATALOG_COLUMNS
     from soundharvest.dataset import read_index
@@ -585,16 +589,32 @@ def test_label_noise_encodes_each_clip_whole_not_block_by_block(clips, tmp_path,
     w = tmp_path / "rand.safetensors"
     train(shards, w, tmp_path / "c.tsv", tmp_path / "c.png", model_type="random", arch=CONTEXT,
           threads=1, metadata={"features": SPEC64})  # fmt: skip
+    encoded = []
+    real_encode = encoder_mod.encode
+
+    def counting(model, frames, *a, **kw):
+        encoded.append(len(frames))
+        return real_encode(model, frames, *a, **kw)
+
+    monkeypatch.setattr(encoder_mod, "encode", counting)
+    monkeypatch.setattr(noise, "BLOCK_ROWS", 7)  # clips are 40 rows: many block edges
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    votes = tmp_path / "votes.tsv"
     label_clusters_file(shards, shards[0].parent / "labels.json", w, tmp_path / "pred", k=4,
-                        sample_frames=300, sources=sources)  # fmt: skip
+                        sample_frames=300, sources=sources, votes_tsv=votes,
+                        scratch_dir=scratch)  # fmt: skip
+    assert sum(encoded) == ClipPositives(sources).n_rows  # every frame once, nothing more
+    assert list(scratch.iterdir()) == []
     rows = [{"label": p.stem, "video_id": vid, "status": "ok"}
             for p in sources for vid, _, _ in read_index(p.with_suffix(".index.tsv"))]  # fmt: skip
     pd.DataFrame([{c: r.get(c, "") for c in CATALOG_COLUMNS} for r in rows]).to_csv(
         tmp_path / "catalog.csv", index=False
     )
-    monkeypatch.setattr(noise, "BLOCK_ROWS", 7)  # clips are 40 rows: many block edges
-    report = noise.label_noise_file(tmp_path / "pred", sources, tmp_path / "catalog.csv",
+    report = noise.label_noise_file(votes, tmp_path / "pred", tmp_path / "catalog.csv",
                                     tmp_path / "n.tsv", tmp_path / "q.tsv")  # fmt: skip
+    assert len(report) == len(rows)
+    monkeypatch.setattr(encoder_mod, "encode", real_encode)
     pred = Predictor.load(tmp_path / "pred")
     own = report.set_index("video_id")["own_share"]
     for i, p in enumerate(sources):
@@ -602,6 +622,13 @@ def test_label_noise_encodes_each_clip_whole_not_block_by_block(clips, tmp_path,
         for vid, first, n in read_index(p.with_suffix(".index.tsv"))[:4]:
             ids, _ = pred.clusters.predict(pred.encode(frames[first : first + n]))
             assert own[vid] == pytest.approx(round(float(np.mean(ids == i)), 4)), vid
+    # A failure mid-pass leaves no scratch file behind either.
+    monkeypatch.setattr(encoder_mod, "encode", lambda *a, **kw: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        label_clusters_file(shards, shards[0].parent / "labels.json", w, tmp_path / "p2", k=4,
+                            sample_frames=300, sources=sources, votes_tsv=tmp_path / "v2.tsv",
+                            scratch_dir=scratch)  # fmt: skip
+    assert list(scratch.iterdir()) == []
 
 
 def test_log_lines_and_curves_use_the_objectives_own_metric_names(clips, tmp_path, caplog):

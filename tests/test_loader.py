@@ -26,7 +26,7 @@ def _write_shards(tmp_path: Path, dtype=np.float32) -> list[Path]:
         x[:, 0] = ids
         x[:, 1:] = (ids[:, None] % 3) / 2.0  # 0, 0.5, 1: exact in float16 too
         p = tmp_path / f"shard-{i:02d}.npy"
-        np.save(p, x.astype(dtype) if dtype == np.float32 else x)
+        np.save(p, x.astype(dtype))  # float16 rounds the ids in column 0, not 0 / 0.5 / 1
         np.save(shard_side_paths(p)[0], (ids % 10).astype(np.int16))
         paths.append(p)
         start += n
@@ -96,6 +96,13 @@ def test_float16_and_labels(tmp_path: Path) -> None:
     labels = np.concatenate([y.numpy() for _, y in reader.epoch(0)])
     expected = np.concatenate([np.load(shard_side_paths(p)[0]) for p in paths])
     assert np.array_equal(np.bincount(labels), np.bincount(expected))
+    # dtype=None delivers the stored float16 (what a GPU run copies), the same values.
+    half = ShardReader(paths, batch_size=128, block_rows=256, with_labels=True, dtype=None)
+    pairs = zip(half.epoch(0), reader.epoch(0), strict=True)
+    for (h, hy), (f, fy) in pairs:
+        assert h.dtype == torch.float16 and torch.equal(h.float(), f) and torch.equal(hy, fy)
+    with pytest.raises(SoundharvestError, match="dtype"):
+        ShardReader(paths, batch_size=128, dtype=torch.int8)
 
 
 def test_early_stop_does_not_hang(tmp_path: Path) -> None:

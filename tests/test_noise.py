@@ -91,11 +91,11 @@ def test_separable_off_topic_clips_are_found(tmp_path) -> None:
     write_catalog(tmp_path / "catalog.csv", catalog)
     label_clusters_file(
         shards, shards[0].parent / "labels.json", None, tmp_path / "pred", k=6,
-        features=SMALL_SPEC,
+        features=SMALL_SPEC, sources=concat, votes_tsv=tmp_path / "votes.tsv",
     )  # fmt: skip
     report = label_noise_file(
+        tmp_path / "votes.tsv",
         tmp_path / "pred",
-        concat,
         tmp_path / "catalog.csv",
         tmp_path / "noise.tsv",
         tmp_path / "queries.tsv",
@@ -142,12 +142,25 @@ def test_demo_with_many_off_topic_clips(tmp_path) -> None:
     write_catalog(tmp_path / "catalog.csv", catalog)
     label_clusters_file(
         shards, shards[0].parent / "labels.json", None, tmp_path / "pred", k="elbow", max_k=10,
-        features=SMALL_SPEC,
+        features=SMALL_SPEC, sources=concat, votes_tsv=tmp_path / "votes.tsv",
     )  # fmt: skip
     report = label_noise_file(
-        tmp_path / "pred", concat, tmp_path / "catalog.csv", tmp_path / "noise.tsv",
-        tmp_path / "queries.tsv", threshold=0.5,
+        tmp_path / "votes.tsv", tmp_path / "pred", tmp_path / "catalog.csv",
+        tmp_path / "noise.tsv", tmp_path / "queries.tsv", threshold=0.5,
     )  # fmt: skip
+    # A threshold is a re-read of the votes: nothing is encoded again, the flags follow it.
+    strict = label_noise_file(
+        tmp_path / "votes.tsv", tmp_path / "pred", tmp_path / "catalog.csv",
+        tmp_path / "n2.tsv", tmp_path / "q2.tsv", threshold=0.9,
+    )  # fmt: skip
+    assert strict["flagged"].sum() == (strict["disagreement"] > 0.9).sum()
+    assert strict["flagged"].sum() <= report["flagged"].sum()
+    with pytest.raises(SoundharvestError, match="votes.tsv: file not found"):
+        label_noise_file(tmp_path / "no" / "votes.tsv", tmp_path / "pred",
+                         tmp_path / "catalog.csv", tmp_path / "x.tsv", tmp_path / "y.tsv")  # fmt: skip
+    with pytest.raises(SoundharvestError, match="sources"):
+        label_clusters_file(shards, shards[0].parent / "labels.json", None, tmp_path / "p2",
+                            k=2, features=SMALL_SPEC, votes_tsv=tmp_path / "v2.tsv")  # fmt: skip
     assert len(report) == 12 and report["flagged"].sum() == (report["disagreement"] > 0.5).sum()
     scored = score_noise_against_truth(tmp_path / "noise.tsv", downloads, tmp_path / "pr.tsv")
     overall = scored.iloc[0]

@@ -359,6 +359,93 @@ def _figures(
     return figures
 
 
+def _held_out_clips(catalog_csv: Pathlike, labels: Sequence[str], holdout: float) -> pd.DataFrame:
+    """The catalog's held-out clips: downloaded, of one of the predictor's labels, one row per
+    video (a warning when there are none)."""
+    from .acquire.catalog import read_catalog
+
+    catalog = read_catalog(catalog_csv)
+    ok = catalog[catalog["status"] == "ok"].drop_duplicates("video_id")
+    ok = ok[ok["label"].isin(labels)]
+    ids = ok["video_id"].astype(str).tolist()
+    keep = held_out(ids, holdout)
+    clips = ok[keep].reset_index(drop=True)
+    if clips.empty:
+        log.warning(
+            "%s: no held-out clip among %d (calibration.holdout = %s): temperature 1 and no "
+            "'unknown'; raise calibration.holdout or harvest more results",
+            catalog_csv,
+            len(ok),
+            holdout,
+        )
+    return clips
+
+
+def _logits_and_targets(
+    logits: Sequence[np.ndarray | None], table: pd.DataFrame, labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out clips' logits as a ``(clips, labels)`` matrix (zeros for a clip without a
+    voiced frame) and their query labels' ids."""
+    label_id = {n: i for i, n in enumerate(labels)}
+    n_labels = len(labels)
+    z = np.stack([lg if lg is not None else np.zeros(n_labels) for lg in logits]).reshape(
+        -1, n_labels
+    )
+    y = np.array([label_id[lab] for lab in table["label"]], dtype=np.int64)
+    return z, y
+
+
+def _fit_thresholds(
+    table: pd.DataFrame,
+    conf: np.ndarray,
+    top: np.ndarray,
+    y: np.ndarray,
+    dist: np.ndarray,
+    fit_mask: np.ndarray,
+    use_distance: bool,
+    on_topic_reject: float,
+    distance_share: float,
+) -> tuple[bool, float, float]:
+    """``(has_truth, confidence threshold, distance threshold)`` chosen on the fit half's
+    on-topic clips: those ``truth.json`` marks on-topic, else those answered their label."""
+    has_truth = (table["off_topic_kind"] != "").any()
+    on_topic = (
+        (table["off_topic_kind"] == "on_topic").to_numpy()
+        if has_truth
+        else top == y  # without truth: the clips whose answer is their query label
+    )
+    sel = fit_mask & on_topic
+    threshold, d_threshold = choose_thresholds(
+        conf[sel], dist[sel] if use_distance else None, on_topic_reject, distance_share,
+    )  # fmt: skip
+    return has_truth, threshold, d_threshold
+
+
+def _calibration_record(
+    temperature: float,
+    threshold: float,
+    d_threshold: float,
+    distance_share: float,
+    holdout: float,
+    on_topic_reject: float,
+    has_truth: bool,
+    figures: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The calibration as written to ``calibration.json``: the fit, its settings, the figures."""
+    return {
+        "temperature": round(float(temperature), 6),
+        "threshold": round(float(threshold), 6),
+        "distance_threshold": round(float(d_threshold), 4) if np.isfinite(d_threshold) else None,
+        "distance_share": float(distance_share),
+        "holdout": float(holdout),
+        "on_topic_reject": float(on_topic_reject),
+        "threshold_from": "truth.json on-topic clips"
+        if has_truth
+        else "clips answered their label",
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
+    }
+
+
 def calibrate_file(
     predictor_dir: Pathlike,
     catalog_csv: Pathlike,
@@ -390,49 +477,23 @@ def calibrate_file(
         test may spend (:func:`choose_thresholds`; 0: confidence alone).
     :return: the calibration dict written to ``out_json``.
     """
-    from .acquire.catalog import read_catalog
     from .predict import Predictor
 
     pred = Predictor.load(predictor_dir, device=device, calibrated=False)
-    catalog = read_catalog(catalog_csv)
-    ok = catalog[catalog["status"] == "ok"].drop_duplicates("video_id")
-    ok = ok[ok["label"].isin(pred.labels)]
-    ids = ok["video_id"].astype(str).tolist()
-    keep = held_out(ids, holdout)
-    clips = ok[keep].reset_index(drop=True)
-    if clips.empty:
-        log.warning(
-            "%s: no held-out clip among %d (calibration.holdout = %s): temperature 1 and no "
-            "'unknown'; raise calibration.holdout or harvest more results",
-            catalog_csv,
-            len(ok),
-            holdout,
-        )
+    clips = _held_out_clips(catalog_csv, pred.labels, holdout)
     fit = split_half(clips["video_id"].astype(str).tolist())
     store = Path(downloads) if downloads else None
-    label_id = {n: i for i, n in enumerate(pred.labels)}
     table, logits, distances = _score_clips(pred, clips, fit, convert_dir, store)
     voiced = table["voiced_frames"].to_numpy(dtype=np.int64) > 0
-    n_labels = len(pred.labels)
-    z = np.stack([lg if lg is not None else np.zeros(n_labels) for lg in logits]).reshape(
-        -1, n_labels
-    )
-    y = np.array([label_id[lab] for lab in table["label"]], dtype=np.int64)
+    z, y = _logits_and_targets(logits, table, pred.labels)
     fit_mask = (table["set"] == "fit").to_numpy() & voiced
     temperature = fit_temperature(z[fit_mask], y[fit_mask])
     p = softmax(z, temperature)
     top = p.argmax(axis=1)
     conf = p.max(axis=1)
-    has_truth = (table["off_topic_kind"] != "").any()
-    on_topic = (
-        (table["off_topic_kind"] == "on_topic").to_numpy()
-        if has_truth
-        else top == y  # without truth: the clips whose answer is their query label
-    )
     dist = np.asarray(distances, dtype=np.float64)
-    sel = fit_mask & on_topic
-    threshold, d_threshold = choose_thresholds(
-        conf[sel], dist[sel] if pred.typicality is not None else None, on_topic_reject,
+    has_truth, threshold, d_threshold = _fit_thresholds(
+        table, conf, top, y, dist, fit_mask, pred.typicality is not None, on_topic_reject,
         distance_share,
     )  # fmt: skip
     atypical = np.nan_to_num(dist, nan=-np.inf) > d_threshold
@@ -449,18 +510,10 @@ def calibrate_file(
     write_tsv(out_clips_tsv, table)
 
     figures = _figures(table, z, conf, top, y, atypical, has_truth, pred.labels, fit_mask.sum())
-    out = {
-        "temperature": round(float(temperature), 6),
-        "threshold": round(float(threshold), 6),
-        "distance_threshold": round(float(d_threshold), 4) if np.isfinite(d_threshold) else None,
-        "distance_share": float(distance_share),
-        "holdout": float(holdout),
-        "on_topic_reject": float(on_topic_reject),
-        "threshold_from": "truth.json on-topic clips"
-        if has_truth
-        else "clips answered their label",
-        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
-    }
+    out = _calibration_record(
+        temperature, threshold, d_threshold, distance_share, holdout, on_topic_reject,
+        has_truth, figures,
+    )  # fmt: skip
     write_json(out_json, out)
     log.info(
         "calibrate %s: T = %.3f, unknown below %.3f or beyond distance %s; test ECE %.3f (uncalibrated %.3f) on %d clips",

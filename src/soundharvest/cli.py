@@ -67,10 +67,6 @@ def _label_names(shard: Path, n: int) -> list[str]:
     return [f"label {i}" for i in range(n)]
 
 
-def _index_path(path: Path) -> Path:
-    return path.with_name(path.name[: -len(".npy")] + ".index.tsv")
-
-
 def inspect_array(
     path: Path, frame: int | None = None, png: Path | None = None, width: int = 64
 ) -> str:
@@ -82,7 +78,7 @@ def inspect_array(
     :param png: also draw the frame (and its neighbourhood, for 2-D arrays) into this PNG.
     :param width: sparkline width in characters.
     """
-    from .dataset import read_index, shard_side_paths
+    from .dataset import index_path, read_index, shard_side_paths
     from .io import load_npy
 
     arr = load_npy(path)
@@ -106,7 +102,7 @@ def inspect_array(
         for i, c in enumerate(counts):
             if c:
                 lines.append(f"    {names[i]:<16} {c:>10}  {c / max(1, len(lab)):6.1%}")
-    index_p = _index_path(path)
+    index_p = index_path(path)
     if index_p.is_file():
         idx = read_index(index_p)
         lines.append(f"  concatenation of {len(idx)} videos ({index_p.name})")

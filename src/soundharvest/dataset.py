@@ -376,6 +376,14 @@ def concatenate_batches(
     return concatenate(items, out_npy, out_index_tsv, dtype=dtype, n_bins=n_bins)
 
 
+def index_path(npy: Pathlike) -> Path:
+    """The concatenation index beside a concatenate-stage file: ``<label>.npy`` ->
+    ``<label>.index.tsv`` (``video_id``, ``first_row``, ``n_rows`` of each clip)."""
+    p = Path(npy)
+    stem = p.name[: -len(".npy")] if p.name.endswith(".npy") else p.name
+    return p.with_name(f"{stem}.index.tsv")
+
+
 def read_index(index_tsv: Pathlike) -> list[tuple[str, int, int]]:
     """Read a concatenation index: ``[(video_id, first_row, n_rows), ...]``."""
     rows = []
@@ -623,6 +631,176 @@ def _tmp_dir_for(out_paths: Sequence[Path]) -> Path:
     return first.parent / f".{first.stem}.shuffle.tmp"
 
 
+def _shuffle_inputs(
+    inputs: Sequence[tuple[str, Pathlike]], dtype: str | np.dtype | None
+) -> tuple[list[str], list[tuple], int, np.dtype]:
+    """The shuffle's labels (in order of first appearance), per-input specs ``(label_id, path,
+    n, dtype, offset, global offset)``, bins per frame and output dtype, validated."""
+    labels: list[str] = []
+    specs = []
+    bins = None
+    in_dtype = None
+    offset = 0
+    for label, path in inputs:
+        n, b, dt, off = _frames_info(path)
+        if label not in labels:
+            labels.append(label)
+        if n > 0:
+            if bins is not None and b != bins:
+                raise SoundharvestError(
+                    f"{path}: {b} bins per frame, other inputs have {bins}; re-run its features"
+                )
+            bins = b
+            if dtype is None and in_dtype is not None and dt != in_dtype:
+                raise SoundharvestError(f"{path}: dtype {dt}, others are {in_dtype}; pass dtype=")
+            in_dtype = in_dtype or dt
+        specs.append((labels.index(label), Path(path), n, dt, off, offset))
+        offset += n
+    if len(labels) > np.iinfo(np.int16).max:
+        raise SoundharvestError("shuffle: more than 32767 labels do not fit the int16 label ids")
+    out_dtype = np.dtype(dtype) if dtype is not None else (in_dtype or np.dtype("float16"))
+    return labels, specs, int(bins or 0), out_dtype
+
+
+def _balance_plan(
+    specs: Sequence[tuple], n_labels: int, balance: str, cap_per_label: int | None, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows per label in the inputs, rows kept per label by ``balance`` and rows per shard
+    (``k`` shards, sizes equal to within one row)."""
+    label_rows = np.zeros(n_labels, np.int64)
+    for lid, _, n, *_ in specs:
+        label_rows[lid] += n
+    if balance == "cap":
+        nonzero = label_rows[label_rows > 0]
+        smallest = int(nonzero.min()) if len(nonzero) else 0
+        cap = int(cap_per_label) if cap_per_label is not None else smallest
+        if cap < 0:
+            raise SoundharvestError("shuffle.cap_per_label: must be >= 0")
+        kept = np.minimum(label_rows, cap)
+    else:
+        kept = label_rows.copy()
+    n_total = int(kept.sum())
+    if n_total >= 10**9:
+        raise SoundharvestError(f"shuffle: {n_total} frames; at most 10^9 are supported")
+    sizes = np.full(k, n_total // k, np.int64)
+    sizes[: n_total % k] += 1
+    return label_rows, kept, sizes
+
+
+def _assigned_blocks(
+    seed: int,
+    specs: Sequence[tuple],
+    label_rows: np.ndarray,
+    kept: np.ndarray,
+    sizes: np.ndarray,
+    block_rows: int,
+) -> Iterator[tuple]:
+    """Every kept row's shard and key, block by block: the same stream on every call.
+
+    Yields ``(label_id, block, selected rows of the block or None, global rows, shard, key)``.
+    """
+    n_labels = len(label_rows)
+    root = np.random.SeedSequence(int(seed))
+    shard_rng, keep_root = (np.random.default_rng(s) for s in root.spawn(2))
+    keep_rngs = [np.random.default_rng(s) for s in keep_root.spawn(n_labels)]
+    stream = _ShardStream(shard_rng, sizes)
+    keepers = [
+        _KeepStream(keep_rngs[i], int(kept[i]), int(label_rows[i]))
+        if kept[i] < label_rows[i]
+        else None
+        for i in range(n_labels)
+    ]
+    for lid, path, n, _dt, _off, goff in specs:
+        start = 0
+        for blk in _map_blocks(path, block_rows) if n else ():
+            m = len(blk)
+            rows = np.arange(goff + start, goff + start + m, dtype=np.int64)
+            start += m
+            sel = None
+            if keepers[lid] is not None:
+                sel = np.flatnonzero(keepers[lid].take(m))
+                rows = rows[sel]
+            if len(rows) == 0:
+                continue
+            shard, key = stream.take(len(rows))
+            yield lid, blk, sel, rows, shard, key
+
+
+@contextlib.contextmanager
+def _workspace(tmp_dir: Path, out_paths: Sequence[Path], labels_path: Path) -> Iterator[None]:
+    """The shuffle's temporary cell folder, for the two passes; removed when they end.
+
+    Starts clean: an interrupted run leaves only hidden temporary names, removed here. A full
+    disk is reported as one line naming the folder of the temporary cells.
+    """
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    for p in out_paths:
+        for q in (p, *shard_side_paths(p)):
+            _remove_stale(q)
+    _remove_stale(labels_path)
+    try:
+        tmp_dir.mkdir(parents=True)
+        yield
+    except OSError as e:
+        if is_disk_full(e):  # the temporary cells: one line naming where they were
+            raise disk_full_error(tmp_dir, e) from None
+        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _write_shards(
+    out_paths: Sequence[Path],
+    sizes: np.ndarray,
+    tmp_dir: Path,
+    n_buckets: int,
+    bins: int,
+    dtype: np.dtype,
+    chunk_rows: int,
+) -> None:
+    """Pass 2: each shard = its cells in bucket order, each ordered by key.
+
+    Every output is renamed (after its fsync) only once all are written, so the disk writes
+    shard j while shard j + 1 is computed, and the outputs appear together.
+    """
+    with contextlib.ExitStack() as outputs:
+        writer = _Writer()
+        # Two reused gather buffers, alternating (one is being written meanwhile).
+        chunk_bufs = [np.empty((0, bins), dtype)] * 2
+        n_chunks = 0
+        try:
+            for j, shard_path in enumerate(out_paths):
+                files = _open_shard(shard_path, int(sizes[j]), bins, dtype, outputs)
+                parts = _cell_parts(_CellFiles(tmp_dir, bins, dtype), j, n_buckets)
+                written = 0
+                for data, rec in parts:
+                    # Ties in the 64-bit key (practically never) are broken by the source row.
+                    order = np.lexsort((rec["row"], rec["key"]))
+                    for s in range(0, len(order), chunk_rows):
+                        idx = order[s : s + chunk_rows]
+                        b = n_chunks % 2
+                        if len(chunk_bufs[b]) < len(idx):
+                            chunk_bufs[b] = np.empty((chunk_rows, bins), dtype)
+                        # The writer finished with this buffer: submit() waited for the
+                        # write before the last one.
+                        rows_out = _gather_rows(data, idx, chunk_bufs[b])
+                        writer.submit(_write_all, files[0], rows_out)
+                        n_chunks += 1
+                    writer.submit(_write_all, files[1], rec["label"][order])
+                    writer.submit(_write_all, files[2], rec["row"][order])
+                    written += len(rec)
+                    del data, rec, order
+                # Start writing this shard to disk now (on the writer thread): the disk
+                # works while the next shard is computed, and the final fsync waits less.
+                for fh in files:
+                    writer.submit(_start_writeback, fh)
+                if written != sizes[j]:
+                    raise RuntimeError(f"{shard_path}: {written} rows, expected {sizes[j]}")
+            writer.wait()
+        finally:
+            writer.close()
+
+
 def shuffle(
     inputs: Sequence[tuple[str, Pathlike]],
     out_paths: Sequence[Pathlike],
@@ -671,50 +849,10 @@ def shuffle(
     if balance not in ("none", "cap"):
         raise SoundharvestError(f"dataset.balance: {balance!r} is not allowed; use none or cap")
     labels_path = Path(labels_path) if labels_path else out_paths[0].parent / "labels.json"
-
-    # --- inputs
-    labels: list[str] = []
-    specs = []  # (label_id, path, n, bins, dtype, offset, global offset)
-    bins = None
-    in_dtype = None
-    offset = 0
-    for label, path in inputs:
-        n, b, dt, off = _frames_info(path)
-        if label not in labels:
-            labels.append(label)
-        if n > 0:
-            if bins is not None and b != bins:
-                raise SoundharvestError(
-                    f"{path}: {b} bins per frame, other inputs have {bins}; re-run its features"
-                )
-            bins = b
-            if dtype is None and in_dtype is not None and dt != in_dtype:
-                raise SoundharvestError(f"{path}: dtype {dt}, others are {in_dtype}; pass dtype=")
-            in_dtype = in_dtype or dt
-        specs.append((labels.index(label), Path(path), n, dt, off, offset))
-        offset += n
-    if len(labels) > np.iinfo(np.int16).max:
-        raise SoundharvestError("shuffle: more than 32767 labels do not fit the int16 label ids")
-    bins = int(bins or 0)
-    out_dtype = np.dtype(dtype) if dtype is not None else (in_dtype or np.dtype("float16"))
-    label_rows = np.zeros(len(labels), np.int64)
-    for lid, _, n, *_ in specs:
-        label_rows[lid] += n
-    if balance == "cap":
-        nonzero = label_rows[label_rows > 0]
-        smallest = int(nonzero.min()) if len(nonzero) else 0
-        cap = int(cap_per_label) if cap_per_label is not None else smallest
-        if cap < 0:
-            raise SoundharvestError("shuffle.cap_per_label: must be >= 0")
-        kept = np.minimum(label_rows, cap)
-    else:
-        kept = label_rows.copy()
-    n_total = int(kept.sum())
-    if n_total >= 10**9:
-        raise SoundharvestError(f"shuffle: {n_total} frames; at most 10^9 are supported")
+    labels, specs, bins, out_dtype = _shuffle_inputs(inputs, dtype)
     k = len(out_paths)
-    sizes = np.full(k, n_total // k, np.int64)
-    sizes[: n_total % k] += 1
+    label_rows, kept, sizes = _balance_plan(specs, len(labels), balance, cap_per_label, k)
+    n_total = int(kept.sum())
 
     row_bytes = max(1, bins * out_dtype.itemsize)
     budget = int(memory_budget_mb * (1 << 20))
@@ -725,91 +863,15 @@ def shuffle(
         n_total, bins, out_dtype, len(specs), len(labels), k, n_buckets, block_rows,
     )  # fmt: skip
 
-    def assigned_blocks():
-        """Every kept row's shard and key, block by block: the same stream on every call."""
-        root = np.random.SeedSequence(int(seed))
-        shard_rng, keep_root = (np.random.default_rng(s) for s in root.spawn(2))
-        keep_rngs = [np.random.default_rng(s) for s in keep_root.spawn(len(labels))]
-        stream = _ShardStream(shard_rng, sizes)
-        keepers = [
-            _KeepStream(keep_rngs[i], int(kept[i]), int(label_rows[i]))
-            if kept[i] < label_rows[i]
-            else None
-            for i in range(len(labels))
-        ]
-        for lid, path, n, _dt, _off, goff in specs:
-            start = 0
-            for blk in _map_blocks(path, block_rows) if n else ():
-                m = len(blk)
-                rows = np.arange(goff + start, goff + start + m, dtype=np.int64)
-                start += m
-                sel = None
-                if keepers[lid] is not None:
-                    sel = np.flatnonzero(keepers[lid].take(m))
-                    rows = rows[sel]
-                if len(rows) == 0:
-                    continue
-                shard, key = stream.take(len(rows))
-                yield lid, blk, sel, rows, shard, key
-
-    # --- start clean: an interrupted run leaves only hidden temporary names, removed here
     tmp_dir = _tmp_dir_for(out_paths)
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    for p in out_paths:
-        for q in (p, *shard_side_paths(p)):
-            _remove_stale(q)
-    _remove_stale(labels_path)
-    try:
+    with _workspace(tmp_dir, out_paths, labels_path):
         # --- pass 1: scatter rows to cells
-        tmp_dir.mkdir(parents=True)
-        _scatter_to_cells(assigned_blocks(), tmp_dir, k, n_buckets, bins, out_dtype)
+        blocks = _assigned_blocks(seed, specs, label_rows, kept, sizes, block_rows)
+        _scatter_to_cells(blocks, tmp_dir, k, n_buckets, bins, out_dtype)
         t1 = time.perf_counter()
-        # --- pass 2: each shard = its cells in bucket order, each ordered by key.
-        # Every output is renamed (after its fsync) only once all are written, so the disk
-        # writes shard j while shard j + 1 is computed, and the outputs appear together.
-        with contextlib.ExitStack() as outputs:
-            writer = _Writer()
-            # Two reused gather buffers, alternating (one is being written meanwhile).
-            chunk_bufs = [np.empty((0, bins), out_dtype)] * 2
-            n_chunks = 0
-            try:
-                for j, shard_path in enumerate(out_paths):
-                    files = _open_shard(shard_path, int(sizes[j]), bins, out_dtype, outputs)
-                    parts = _cell_parts(_CellFiles(tmp_dir, bins, out_dtype), j, n_buckets)
-                    written = 0
-                    for data, rec in parts:
-                        # Ties in the 64-bit key (practically never) are broken by the source row.
-                        order = np.lexsort((rec["row"], rec["key"]))
-                        for s in range(0, len(order), chunk_rows):
-                            idx = order[s : s + chunk_rows]
-                            b = n_chunks % 2
-                            if len(chunk_bufs[b]) < len(idx):
-                                chunk_bufs[b] = np.empty((chunk_rows, bins), out_dtype)
-                            # The writer finished with this buffer: submit() waited for the
-                            # write before the last one.
-                            rows_out = _gather_rows(data, idx, chunk_bufs[b])
-                            writer.submit(_write_all, files[0], rows_out)
-                            n_chunks += 1
-                        writer.submit(_write_all, files[1], rec["label"][order])
-                        writer.submit(_write_all, files[2], rec["row"][order])
-                        written += len(rec)
-                        del data, rec, order
-                    # Start writing this shard to disk now (on the writer thread): the disk
-                    # works while the next shard is computed, and the final fsync waits less.
-                    for fh in files:
-                        writer.submit(_start_writeback, fh)
-                    if written != sizes[j]:
-                        raise RuntimeError(f"{shard_path}: {written} rows, expected {sizes[j]}")
-                writer.wait()
-            finally:
-                writer.close()
+        # --- pass 2: each shard = its cells in bucket order, each ordered by key
+        _write_shards(out_paths, sizes, tmp_dir, n_buckets, bins, out_dtype, chunk_rows)
         write_json(labels_path, labels)
-    except OSError as e:
-        if is_disk_full(e):  # the temporary cells: one line naming where they were
-            raise disk_full_error(tmp_dir, e) from None
-        raise
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     t2 = time.perf_counter()
     return {
         "labels": labels,

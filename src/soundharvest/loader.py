@@ -17,6 +17,7 @@ Shard contract: ``shard-XX.npy`` of shape ``(n_rows, n_bins)``, float16 or float
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dataset import shard_side_paths
+from .dataset import index_path, read_index, shard_side_paths
 from .io import Pathlike, SoundharvestError, load_npy
 from .models import context_span, window_index
 
@@ -33,6 +34,9 @@ from .models import context_span, window_index
 BLOCK_ROWS = 65536
 
 _SENTINEL = object()
+
+#: The numpy dtype of each torch dtype a batch can be delivered in (on the CPU).
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float16: np.float16}
 
 
 class ClipPositives:
@@ -71,13 +75,12 @@ class ClipPositives:
         for src in sources:
             src = Path(src)
             a = load_npy(src)
-            index = src.with_name(src.name[: -len(".npy")] + ".index.tsv")
+            index = index_path(src)
             if not index.is_file():
                 raise SoundharvestError(
                     f"{index}: concatenation index not found beside {src.name}; "
                     "re-run the concatenate stage"
                 )
-            from .dataset import read_index  # dataset imports nothing from here: no cycle
 
             spans = read_index(index)
             clip_spans += [(offset + first, offset + first + n) for _vid, first, n in spans]
@@ -166,18 +169,57 @@ class ClipPositives:
     def frames(self, rows: np.ndarray) -> np.ndarray:
         """The frames of global ``rows`` as float32 ``(*rows.shape, bins)`` (rows may be the
         2-D windows of :meth:`window_rows`)."""
+        from .sampling import gather_rows
+
         rows = np.asarray(rows, dtype=np.int64)
         if rows.ndim != 1:
             flat = self.frames(rows.reshape(-1))
             return flat.reshape(*rows.shape, flat.shape[-1])
-        src = self.labels(rows)  # the input file of each row
-        out = np.empty((len(rows), self.arrays[0].shape[1]), dtype=np.float32)
-        for i in np.unique(src):
-            sel = np.flatnonzero(src == i)
-            local = rows[sel] - self.offsets[i]
-            order = np.argsort(local)  # sorted reads: friendlier to the page cache
-            out[sel[order]] = self.arrays[i][local[order]]
-        return out
+        return gather_rows(self.arrays, self.offsets, rows)
+
+    @property
+    def clip_spans(self) -> np.ndarray:
+        """``(n_clips, 2)`` global ``[first, stop)`` rows of every clip, in row order."""
+        return self._clip_spans
+
+    def span(self, first: int, stop: int) -> np.ndarray:
+        """The stored frames (a memmap slice) of global rows ``[first, stop)``, which lie in
+        one input file (one clip's rows, say)."""
+        i = int(np.searchsorted(self.offsets, first, side="right") - 1)
+        if stop > self.offsets[i + 1] or first < 0:
+            raise SoundharvestError(f"rows {first}..{stop} span two concatenate files")
+        return self.arrays[i][first - self.offsets[i] : stop - self.offsets[i]]
+
+
+class _BufferPool:
+    """Block buffers handed out again once nothing refers to them any more.
+
+    A batch is a view of its block's buffer, and the consumer may keep it (a list of batches,
+    a tensor still on the autograd tape): a buffer is reused only when no tensor or array made
+    from it is alive, which its reference count says (each live torch storage made by
+    ``torch.from_numpy`` holds one reference to the array). Otherwise a new one is made, and
+    at most ``size`` are kept.
+    """
+
+    #: References to a free buffer seen by ``sys.getrefcount`` in :meth:`get`: the pool's list,
+    #: the loop variable and the call's argument.
+    _FREE_REFS = 3
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, int(size))
+        self.buffers: list[np.ndarray] = []
+
+    def get(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        for buf in self.buffers:
+            if (
+                buf.shape == shape
+                and buf.dtype == dtype
+                and sys.getrefcount(buf) <= self._FREE_REFS
+            ):
+                return buf
+        buf = np.empty(shape, dtype=dtype)
+        self.buffers = [buf, *self.buffers][: self.size]
+        return buf
 
 
 def side_array(path: Pathlike, shard: Pathlike, n_rows: int) -> np.ndarray:
@@ -204,6 +246,9 @@ class ShardReader:
         (after the labels, if both).
     :param device: where batches are delivered (``"cpu"`` or a CUDA device).
     :param prefetch: blocks read ahead by a background thread; 0 reads in the caller's thread.
+    :param dtype: the dtype of the delivered frames (float32, what a model on the CPU takes);
+        ``None`` keeps the stored dtype (float16 shards: half the bytes to copy, for a caller
+        that converts on the device itself). On CUDA the conversion runs on the GPU either way.
     """
 
     def __init__(
@@ -217,6 +262,7 @@ class ShardReader:
         device: str | torch.device = "cpu",
         prefetch: int = 2,
         with_rows: bool = False,
+        dtype: torch.dtype | None = torch.float32,
     ) -> None:
         if not paths:
             raise SoundharvestError("shards: no shard files given; run the shuffle stage first")
@@ -224,6 +270,8 @@ class ShardReader:
             raise SoundharvestError(f"batch_size = {batch_size}: give a positive integer")
         if block_rows <= 0:
             raise SoundharvestError(f"block_rows = {block_rows}: give a positive integer")
+        if dtype is not None and dtype not in _NUMPY_DTYPES:
+            raise SoundharvestError(f"dtype = {dtype}: use torch.float32, torch.float16 or None")
         self.paths = [Path(p) for p in paths]
         self.batch_size = int(batch_size)
         self.block_rows = int(block_rows)
@@ -233,11 +281,13 @@ class ShardReader:
         self.rows: list[np.ndarray] = []
         self.device = torch.device(device)
         self.prefetch = int(prefetch)
+        self.dtype = dtype
+        self._buffers = _BufferPool(self.prefetch + 2)
         self.arrays: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         n_bins = None
         for p in self.paths:
-            a = load_npy(p)
+            a = load_npy(p, mode="c")  # torch reads the blocks straight from the page cache
             if a.ndim != 2:
                 raise SoundharvestError(
                     f"{p}: shape {a.shape}, expected (n_rows, n_bins); re-run the shuffle stage"
@@ -310,11 +360,17 @@ class ShardReader:
             # the float16 -> float32 conversion runs on the GPU (half the bytes over PCIe).
             host = torch.empty(src.shape, dtype=torch.from_numpy(src[:0]).dtype, pin_memory=True)
             host.numpy()[...] = src
-            x = host.to(self.device, non_blocking=True).float()
+            x = host.to(self.device, non_blocking=True)
+            x = x if self.dtype is None else x.to(self.dtype)
         else:
-            # np.array(..., copy=True) also forces float32 shards off the memmap, so page faults
-            # happen here (in the prefetch thread) and not inside the training step.
-            x = torch.from_numpy(np.array(src, dtype=np.float32, copy=True))
+            # The copy also forces the block off the memmap, so page faults happen here (in the
+            # prefetch thread) and not inside the training step. Into a reused buffer: a fresh
+            # 67 MB one per block cost more in first-touch page faults than the copy itself,
+            # and torch converts float16 to float32 7x faster than numpy (docs/benchmarks.md).
+            want = src.dtype if self.dtype is None else _NUMPY_DTYPES[self.dtype]
+            buf = self._buffers.get((self.block_rows, src.shape[1]), want)[: len(src)]
+            x = torch.from_numpy(buf)
+            x.copy_(torch.from_numpy(src))
         out = [x]
         if self.with_labels:
             y = torch.from_numpy(np.array(self.labels[shard][a:b], dtype=np.int64))

@@ -1,7 +1,9 @@
 """The label-noise report: which search results were off-topic, and which queries were poor.
 
 Every training clip of a label is passed through the model's predictor (encoder + named
-clusters, :mod:`soundharvest.predict`). A clip's *disagreement* is the share of its frames whose
+clusters, :mod:`soundharvest.predict`): label_clusters encodes the training frames once, fits
+its clusters on a sample of those codes and writes how each clip's frames vote
+(:func:`clip_votes`); this module turns the votes into the report. A clip's *disagreement* is the share of its frames whose
 nearest cluster is named after another label; a clip whose disagreement exceeds the threshold
 (default 0.5: most of its frames sound like another label) is *flagged*. Per label and per query
 the report gives the share of flagged clips, so a user sees which search results were off-topic
@@ -11,7 +13,7 @@ On the ``demo`` source every clip's truth is known (``<downloads>/<video_id>/tru
 field ``off_topic``): :func:`score_noise_against_truth` measures the precision and recall of the
 flagged clips.
 
-File-to-file entry points: :func:`label_noise_file`, :func:`score_noise_against_truth`.
+File-to-file entry points: :func:`label_noise_file` (from the votes), :func:`score_noise_against_truth`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import Pathlike, SoundharvestError, load_npy, read_json, write_tsv
+from .io import Pathlike, SoundharvestError, read_json, write_tsv
 
 log = logging.getLogger("soundharvest.noise")
 
@@ -84,12 +86,60 @@ def clip_disagreement(
     return float(own_share), float(1.0 - own_share), top, float(counts[top] / n)
 
 
+#: Columns of the per-clip votes :func:`clip_votes` writes (label_clusters' one pass).
+VOTE_COLUMNS = [
+    "label",
+    "video_id",
+    "n_frames",
+    "own_share",
+    "disagreement",
+    "top_other",
+    "top_other_share",
+]
+
+
 def _label_of(path: Path) -> str:
     return path.name[: -len(".npy")] if path.name.endswith(".npy") else path.stem
 
 
-def _index_of(path: Path) -> Path:
-    return path.with_name(_label_of(path) + ".index.tsv")
+def clip_votes(
+    label_model: Any,
+    sources: Sequence[Pathlike],
+    clips: Any,
+    codes: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """How every training clip's frames vote: the share named after its own label and the
+    most common other label (:func:`clip_disagreement`), clip by clip, block by block.
+
+    :param label_model: the predictor's label model (named clusters or the head).
+    :param sources: the concatenate-stage ``<label>.npy`` files (the label is the file name).
+    :param clips: the same files as :class:`~soundharvest.loader.ClipPositives`.
+    :param codes: the code of every frame by global row (:func:`soundharvest.sampling.
+        encode_sources`); ``None`` for the identity encoder, whose codes are the frames.
+    :return: :data:`VOTE_COLUMNS`, one row per clip, in the files' order.
+    """
+    names = list(label_model.labels)
+    label_id = {n: i for i, n in enumerate(names)}
+    spans, vids = clips.clip_spans, np.asarray(clips.clip_video_ids, dtype=object)
+    rows = []
+    for i, path in enumerate(Path(p) for p in sources):
+        label = _label_of(path)
+        if label not in label_id:
+            raise SoundharvestError(
+                f"{path}: label {label!r} is not one of the predictor's labels ({', '.join(names)})"
+            )
+        inside = (spans[:, 0] >= clips.offsets[i]) & (spans[:, 0] < clips.offsets[i + 1])
+        if clips.offsets[i] == clips.offsets[i + 1]:  # an empty file: its clips have no rows
+            inside = (spans[:, 0] == clips.offsets[i]) & (spans[:, 1] == clips.offsets[i])
+        for (a, b), vid in zip(spans[inside], vids[inside], strict=True):
+            votes = np.empty(b - a, dtype=np.int64)
+            for c in range(a, b, BLOCK_ROWS):
+                d = min(c + BLOCK_ROWS, b)
+                block = codes[c:d] if codes is not None else clips.span(c, d)
+                votes[c - a : d - a], _ = label_model.predict(np.asarray(block, np.float32))
+            own_s, dis, top, top_s = clip_disagreement(votes, label_id[label], len(names))
+            rows.append([label, vid, int(b - a), own_s, dis, names[top] if top >= 0 else "", top_s])
+    return pd.DataFrame(rows, columns=VOTE_COLUMNS)
 
 
 def query_texts(catalog: pd.DataFrame, queries: Mapping[str, Sequence[str]] | None) -> dict:
@@ -107,22 +157,42 @@ def query_texts(catalog: pd.DataFrame, queries: Mapping[str, Sequence[str]] | No
     return out
 
 
+def read_votes(path: Pathlike) -> pd.DataFrame:
+    """The per-clip votes label_clusters wrote (:data:`VOTE_COLUMNS`), checked."""
+    try:
+        votes = pd.read_csv(
+            path, sep="\t", dtype={"label": str, "video_id": str, "top_other": str},
+            keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in VOTE_COLUMNS[2:]},
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise SoundharvestError(f"{path}: file not found; run the label_clusters stage") from None
+    missing = [c for c in VOTE_COLUMNS if c not in votes.columns]
+    if missing:
+        raise SoundharvestError(
+            f"{path}: column(s) {', '.join(missing)} missing; re-run the label_clusters stage"
+        )
+    votes["top_other"] = votes["top_other"].fillna("")
+    return votes
+
+
 def label_noise_file(
+    votes_tsv: Pathlike,
     predictor_dir: Pathlike,
-    concat_npys: Sequence[Pathlike],
     catalog_csv: Pathlike,
     out_tsv: Pathlike,
     out_queries_tsv: Pathlike,
     threshold: float = 0.5,
     queries: Mapping[str, Sequence[str]] | None = None,
-    index_tsvs: Sequence[Pathlike] | None = None,
-    device: str = "cpu",
 ) -> pd.DataFrame:
     """Rule ``label_noise``: every training clip's disagreement with its label, and per query.
 
-    :param predictor_dir: the model's predictor directory (``results/predictor/<kind>/<model>``).
-    :param concat_npys: the concatenate stage's ``<label>.npy`` of the predictor's kind; the label
-        is the file name, the index ``<label>.index.tsv`` beside it (or ``index_tsvs``).
+    The clips' votes come from label_clusters' one pass over the training codes
+    (:func:`clip_votes`): nothing is encoded here, so a changed threshold or catalog costs a
+    table join.
+
+    :param votes_tsv: label_clusters' per-clip votes (:data:`VOTE_COLUMNS`).
+    :param predictor_dir: the model's predictor directory (its ``meta.json`` names the
+        clusters).
     :param catalog_csv: the catalog (title, query, query_ids and rank of each label's clips).
     :param out_tsv: per clip: :data:`CLIP_COLUMNS`, by label, most disagreeing first.
     :param out_queries_tsv: per label and query: :data:`QUERY_COLUMNS` (query ``*`` = all of the
@@ -130,81 +200,37 @@ def label_noise_file(
     :param threshold: a clip is flagged when its disagreement is above this share (0.5: most
         of its frames fall in clusters named after other labels).
     :param queries: the config's ``labels`` section (label -> query texts) to name every query.
-    :param index_tsvs: the indexes, in the order of ``concat_npys`` (default: beside them).
-    :param device: torch device of the encoder.
     :return: the per-clip table.
     """
     from .acquire.catalog import read_catalog
-    from .dataset import read_index
-    from .predict import Predictor
+    from .predict import META_NAME
 
     if not 0.0 <= float(threshold) < 1.0:
         raise SoundharvestError(f"label_noise.threshold = {threshold!r}: use a share in [0, 1)")
-    pred = Predictor.load(predictor_dir, device=device)
-    names = pred.labels
-    label_id = {n: i for i, n in enumerate(names)}
+    meta_p = Path(predictor_dir) / META_NAME
+    if not meta_p.is_file():
+        raise SoundharvestError(f"{meta_p}: not found; run the label_clusters stage")
+    meta = read_json(meta_p)
+    votes = read_votes(votes_tsv)
     catalog = read_catalog(catalog_csv)
-    info = {(r["label"], r["video_id"]): r for r in catalog.to_dict("records")}
-    paths = [Path(p) for p in concat_npys]
-    indexes = [Path(p) for p in index_tsvs] if index_tsvs is not None else map(_index_of, paths)
-    rows = []
-    for path, index_p in zip(paths, indexes, strict=True):
-        label = _label_of(path)
-        if label not in label_id:
-            raise SoundharvestError(
-                f"{path}: label {label!r} is not one of the predictor's labels ({', '.join(names)})"
-            )
-        own = label_id[label]
-        frames = load_npy(path)
-        spans = read_index(index_p)
-        for vid, first, n in spans:
-            if first + n > len(frames):
-                raise SoundharvestError(
-                    f"{index_p}: video {vid} rows {first}..{first + n} beyond the {len(frames)} "
-                    f"rows of {path}; re-run the concatenate stage"
-                )
-        # Predicted label of every frame of the label, clip by clip (a model with context
-        # encodes windows, which must not run from one clip into the next). An encoder streams
-        # a whole clip's windows in bounded batches (encoder.encode_sequence), so a clip longer
-        # than a block still gets the windows it was trained on; the identity encoder's codes
-        # are the frames, read block by block.
-        frame_labels = np.empty(len(frames), dtype=np.int64)
-        for _vid, first, n in spans:
-            if pred.model is not None:
-                codes = pred.encode(frames[first : first + n])
-                frame_labels[first : first + n], _ = pred.clusters.predict(codes)
-                continue
-            for a in range(first, first + n, BLOCK_ROWS):
-                b = min(a + BLOCK_ROWS, first + n)
-                block = np.asarray(frames[a:b], dtype=np.float32)
-                frame_labels[a:b], _ = pred.clusters.predict(block)
-        for vid, first, n in spans:
-            own_s, dis, top, top_s = clip_disagreement(
-                frame_labels[first : first + n], own, len(names)
-            )
-            c = info.get((label, vid), {})
-            rows.append(
-                {
-                    "label": label,
-                    "rank": c.get("rank", ""),
-                    "video_id": vid,
-                    "title": c.get("title", ""),
-                    "query": c.get("query", ""),
-                    "query_ids": c.get("query_ids", ""),
-                    "n_frames": int(n),
-                    "own_share": round(own_s, 4),
-                    "disagreement": round(dis, 4),
-                    "top_other": names[top] if top >= 0 else "",
-                    "top_other_share": round(top_s, 4),
-                    "flagged": bool(n > 0 and dis > threshold),
-                }
-            )
-    clips = pd.DataFrame(rows, columns=CLIP_COLUMNS)
-    clips = clips.sort_values(
-        ["label", "disagreement"], ascending=[True, False], kind="stable", na_position="last"
-    ).reset_index(drop=True)
+    info = catalog.drop_duplicates(["label", "video_id"]).set_index(["label", "video_id"])
+    keys = pd.MultiIndex.from_frame(votes[["label", "video_id"]])
+    clips = votes.copy()
+    for col, fill in (("rank", ""), ("title", ""), ("query", ""), ("query_ids", "")):
+        clips[col] = info[col].reindex(keys).fillna(fill).to_numpy() if len(votes) else []
+    for col in ("own_share", "disagreement", "top_other_share"):
+        clips[col] = clips[col].astype(float).round(4)
+    clips["flagged"] = (votes["n_frames"] > 0) & (votes["disagreement"].astype(float) > threshold)
+    clips = (
+        clips[CLIP_COLUMNS]
+        .sort_values(
+            ["label", "disagreement"], ascending=[True, False], kind="stable", na_position="last"
+        )
+        .reset_index(drop=True)
+    )
     write_tsv(out_tsv, clips)
-    named = {n: pred.clusters.cluster_names.count(n) for n in names}
+    names = meta.get("cluster_names") or []
+    named = {n: names.count(n) for n in meta.get("labels") or []}
     per_query = query_table(clips, query_texts(catalog, queries), named)
     write_tsv(out_queries_tsv, per_query)
     for r in per_query[per_query["query_id"] == "*"].itertuples(index=False):

@@ -28,10 +28,12 @@ Rule ``label_clusters`` (:func:`label_clusters_file`) writes one; ``soundharvest
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -445,18 +447,10 @@ def write_predictor_dir(
     return meta
 
 
-def _write_head_dir(
-    model: Any,
-    wmeta: Mapping[str, Any],
-    names: Sequence[str],
-    spec: Mapping[str, Any],
-    weights: Pathlike | None,
-    out_dir: Pathlike,
-    base_info: Mapping[str, Any],
-    t0: float,
-    typicality: Any = None,
-) -> dict[str, Any]:
-    """The weak recogniser's predictor directory: its head is its label model."""
+def _head_model(
+    model: Any, wmeta: Mapping[str, Any], names: Sequence[str], weights: Pathlike | None
+) -> tuple[HeadLabelModel, dict[str, Any]]:
+    """The weak recogniser's label model: its own head (checked against the shuffle's labels)."""
     if list(model.classes) != list(names):
         raise SoundharvestError(
             f"{weights}: the head's labels {list(model.classes)} are not the shuffle's "
@@ -465,17 +459,99 @@ def _write_head_dir(
     head = HeadLabelModel(
         model.head.weight.detach().cpu().numpy(), model.head.bias.detach().cpu().numpy(), names
     )
-    info = {
-        "model": (wmeta.get("extra") or {}).get("model", ""),
-        "model_type": "classifier",
-        **base_info,
-        "k": head.k,
-        "k_choice": "head",
+    info = {"model": (wmeta.get("extra") or {}).get("model", ""), "model_type": "classifier"}
+    return head, {**info, "k": head.k, "k_choice": "head"}
+
+
+def _cluster_model(
+    codes: np.ndarray,
+    ids: np.ndarray,
+    names: Sequence[str],
+    model_name: str,
+    model_type: str,
+    out_sweep_tsv: Pathlike | None,
+    **fit: Any,
+) -> tuple[ClusterLabelModel, dict[str, Any]]:
+    """Named clusters of the sampled codes (:func:`~soundharvest.labelmodel.fit_clusters`)."""
+    clusters, info, table = fit_clusters(codes, ids, names, **fit)
+    if out_sweep_tsv is not None:
+        write_tsv(out_sweep_tsv, table if table is not None else pd.DataFrame(columns=["k"]))
+    counts = np.bincount(ids, minlength=len(names))
+    return clusters, {
+        "model": model_name,
+        "model_type": model_type,
+        **info,
+        "sample_frames": int(len(codes)),
+        "seed": int(fit["seed"]),
+        "label_frames": {n: int(c) for n, c in zip(names, counts, strict=True)},
     }
-    meta = write_predictor_dir(out_dir, head, spec, weights, info, typicality)
-    log.info("label_clusters %s: the classifier's head (%d labels) in %.1f s", info["model"],
-             head.k, time.perf_counter() - t0)  # fmt: skip
-    return meta
+
+
+def _fit_label_model(
+    encoder: Any,
+    codes: np.ndarray,
+    ids: np.ndarray,
+    names: Sequence[str],
+    weights: Pathlike | None,
+    model_name: str | None,
+    out_sweep_tsv: Pathlike | None,
+    **fit: Any,
+) -> tuple[ClusterLabelModel | HeadLabelModel, dict[str, Any]]:
+    """The weak recogniser's head, or named clusters of the sampled codes for every other
+    model; and what ``meta.json`` records of it."""
+    wmeta = encoder.meta
+    if wmeta.get("model_type") == "classifier":
+        return _head_model(encoder.model, wmeta, names, weights)
+    name = model_name or (wmeta.get("extra") or {}).get("model")
+    return _cluster_model(
+        codes, ids, names, name or ("raw" if encoder.identity else ""),
+        wmeta.get("model_type", "identity"), out_sweep_tsv, **fit,
+    )  # fmt: skip
+
+
+def _log_label_model(
+    info: Mapping[str, Any], label_model: Any, n_codes: int, seconds: float
+) -> None:
+    named = label_model.cluster_names
+    shares = getattr(label_model, "shares", [1.0] * len(named))
+    log.info(
+        "label_clusters %s: k = %d (%s) on %d frames in %.1f s; clusters: %s",
+        info["model"],
+        label_model.k,
+        info["k_choice"],
+        n_codes,
+        seconds,
+        ", ".join(f"{n} {s:.0%}" for n, s in zip(named, shares, strict=True)),
+    )
+
+
+@contextlib.contextmanager
+def _training_codes(
+    encoder: Any, sources: Sequence[Pathlike] | None, scratch_dir: Pathlike | None
+) -> Iterator[tuple[Any, np.ndarray | None]]:
+    """The one pass over the training frames: ``(the concatenate files as ClipPositives, the
+    code of every frame in a scratch memmap)``; ``(None, None)`` without ``sources``, no codes
+    for the identity encoder (its codes are the frames). The scratch file is removed after."""
+    if not sources:
+        yield None, None
+        return
+    from .loader import ClipPositives
+    from .sampling import encode_sources
+
+    clips = ClipPositives(sources)
+    if encoder.identity:
+        yield clips, None
+        return
+    width = clips.arrays[0].shape[1]
+    with tempfile.TemporaryDirectory(prefix="soundharvest-codes-", dir=scratch_dir) as tmp:
+        codes = np.lib.format.open_memmap(
+            Path(tmp) / "codes.npy", mode="w+", dtype=np.float32,
+            shape=(clips.n_rows, encoder.dim(width)),
+        )  # fmt: skip
+        try:
+            yield clips, encode_sources(encoder, clips, codes)
+        finally:
+            del codes
 
 
 def _feature_spec(
@@ -508,8 +584,10 @@ def label_clusters_file(
     sources: Sequence[Pathlike] | None = None,
     holdout: float = 0.0,
     silence_dbfs: float = SILENCE_DBFS,
+    votes_tsv: Pathlike | None = None,
+    scratch_dir: Pathlike | None = None,
 ) -> dict[str, Any]:
-    """Rule ``label_clusters``: shards + weights -> a predictor directory.
+    """Rule ``label_clusters``: shards + weights -> a predictor directory (and the clips' votes).
 
     For the weak recogniser (model type ``classifier``) the label model is its own head, copied
     as ``head.npz``; every other model gets named clusters, fitted on a sample of training
@@ -540,58 +618,49 @@ def label_clusters_file(
         (:func:`soundharvest.calibrate.held_out`); their frames are left out of the sample
         (needs ``sources`` to find each frame's clip).
     :param silence_dbfs: frames quieter than this (dBFS RMS) do not vote in a prediction.
+    :param votes_tsv: also write how every training clip's frames vote
+        (:func:`soundharvest.noise.clip_votes`, the label-noise report's input). Needs
+        ``sources``; the training frames are then encoded once, into a scratch file, and the
+        sample is read from those codes: one pass serves both.
+    :param scratch_dir: where that scratch file goes (default: the system's temporary
+        directory; it holds 4 x latent bytes per training frame).
     :return: the ``meta.json`` content.
     """
     from .dataset import read_labels
     from .encoder import Encoder
     from .features import n_bins
+    from .noise import clip_votes
     from .typicality import CodeDensity
 
     t0 = time.perf_counter()
     names = read_labels(labels_json)
     encoder = Encoder.load(weights, device=device)
-    model, wmeta = encoder.model, encoder.meta
+    wmeta = encoder.meta
     spec = _feature_spec(features, wmeta, weights)
-    bins = n_bins(spec["kind"], spec["params"])
-    base_info = {"silence_dbfs": float(silence_dbfs), "holdout": float(holdout)}
-    # Gathered and encoded block by block: memory holds the codes, not the windows.
-    codes, ids, _ = sample_codes(
-        shard_paths, sample_frames, model, sources, holdout, bins, str(weights or "raw baseline")
-    )
-    if len(ids) and ids.max() >= len(names):
-        raise SoundharvestError(f"{labels_json}: {len(names)} labels, shards use id {ids.max()}")
-    typicality = CodeDensity.fit(codes, ids, names)
-    if wmeta.get("model_type") == "classifier":
-        return _write_head_dir(
-            model, wmeta, names, spec, weights, out_dir, base_info, t0, typicality
+    where = str(weights or "raw baseline")
+    if votes_tsv is not None and not sources:
+        raise SoundharvestError(
+            f"{where}: the label-noise votes need the concatenate files (sources)"
         )
-    clusters, info, table = fit_clusters(
-        codes, ids, names, k=k, max_k=max_k, seed=seed, n_init=n_init, device=device
-    )
-    if out_sweep_tsv is not None:
-        write_tsv(out_sweep_tsv, table if table is not None else pd.DataFrame(columns=["k"]))
-    name = model_name or (wmeta.get("extra") or {}).get("model") or ("raw" if model is None else "")
-    info = {
-        "model": name,
-        "model_type": wmeta.get("model_type", "identity"),
-        **base_info,
-        **info,
-        "sample_frames": int(len(codes)),
-        "seed": int(seed),
-        "label_frames": {
-            n: int(c) for n, c in zip(names, np.bincount(ids, minlength=len(names)), strict=True)
-        },
-    }
-    meta = write_predictor_dir(out_dir, clusters, spec, weights, info, typicality)
-    log.info(
-        "label_clusters %s: k = %d (%s) on %d frames in %.1f s; clusters: %s",
-        name,
-        clusters.k,
-        info["k_choice"],
-        len(codes),
-        time.perf_counter() - t0,
-        ", ".join(
-            f"{n} {s:.0%}" for n, s in zip(clusters.cluster_names, clusters.shares, strict=True)
-        ),
-    )
+    with _training_codes(encoder, sources if votes_tsv else None, scratch_dir) as (clips, every):
+        # The sample: read from the codes of every frame when they were made, else gathered
+        # and encoded block by block (memory holds the codes, not the windows).
+        bins = n_bins(spec["kind"], spec["params"])
+        codes, ids, _ = sample_codes(
+            shard_paths, sample_frames, encoder, sources, holdout, bins, where, codes=every
+        )
+        if len(ids) and ids.max() >= len(names):
+            raise SoundharvestError(
+                f"{labels_json}: {len(names)} labels, shards use id {ids.max()}"
+            )
+        label_model, info = _fit_label_model(
+            encoder, codes, ids, names, weights, model_name, out_sweep_tsv,
+            k=k, max_k=max_k, seed=seed, n_init=n_init, device=device,
+        )  # fmt: skip
+        info = {**info, "silence_dbfs": float(silence_dbfs), "holdout": float(holdout)}
+        typicality = CodeDensity.fit(codes, ids, names)
+        meta = write_predictor_dir(out_dir, label_model, spec, weights, info, typicality)
+        if votes_tsv is not None:
+            write_tsv(votes_tsv, clip_votes(label_model, sources, clips, every))
+    _log_label_model(info, label_model, len(codes), time.perf_counter() - t0)
     return meta

@@ -247,6 +247,99 @@ def _players_html(
     write_text(out_html, page)
 
 
+def _load_nets(
+    models: Mapping[str, Mapping[str, Pathlike]] | None, features: Mapping[str, Any]
+) -> dict[tuple[str, str], Any]:
+    """The autoencoders to reconstruct through, by ``(kind, name)``; models that encode windows
+    of frames or have no decoder (classifiers) are skipped."""
+    nets: dict[tuple[str, str], Any] = {}
+    for kind, by_model in (models or {}).items():
+        if kind not in features:
+            raise SoundharvestError(f"reconstruction: models for kind {kind!r} without features")
+        for name, weights in by_model.items():
+            from .encoder import load_model
+            from .models import context_of
+
+            net, wmeta = load_model(weights)
+            if context_of(net)[0] > 1:  # encodes windows; its decoder never learned a frame
+                log.info("reconstruction: %s (%s) encodes windows of frames: skipped", name, kind)
+                continue
+            if wmeta.get("model_type") == "classifier":  # a head, no decoder
+                log.info("reconstruction: %s (%s) is a classifier: skipped", name, kind)
+                continue
+            nets[(kind, name)] = net
+    return nets
+
+
+def _invert_note(
+    y: np.ndarray,
+    features: Mapping[str, Mapping[str, Any]],
+    nets: Mapping[tuple[str, str], Any],
+    n_iter: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """A note's audio by version: the original, each kind's features inverted and each
+    autoencoder's reconstruction of them inverted."""
+    from .features import compute_features
+
+    audio: dict[str, np.ndarray] = {"original": y}
+    for kind, spec in features.items():
+        sr = int(spec.get("sample_rate", 16000))
+        params = dict(spec.get("params") or {})
+        frames, _ = compute_features(y, sr, kind, params)
+        sources = {kind: frames}
+        for (k2, name), net in nets.items():
+            if k2 == kind:
+                sources[f"{kind}+{name}"] = _reconstruct_frames(net, frames)
+        for version, fr in sources.items():
+            audio[version] = invert_features(fr, kind, params, sr, n_iter, len(y), seed)
+    return audio
+
+
+def _write_versions(
+    out: Path, note: Any, y: np.ndarray, audio: Mapping[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """Write a note's versions as ``<note_str>/<version>.wav`` at the original's peak; returns
+    their table rows (distances to the original, wav path relative to ``out``)."""
+    from .audio import write_wav
+
+    peak = float(np.max(np.abs(y))) or 1.0
+    rows = []
+    for version, a in audio.items():
+        m = (
+            {"spectral_convergence": 0.0, "log_spectral_distance": 0.0, "gain": 1.0}
+            if version == "original"
+            else spectral_metrics(y, a)
+        )
+        scale = peak / max(float(np.max(np.abs(a))), 1e-12)
+        rel = Path(note.note_str) / f"{version}.wav"
+        write_wav(out / rel, a * scale, 16000)
+        rows.append(
+            {
+                "note_str": note.note_str,
+                "family": note.family,
+                "version": version,
+                "spectral_convergence": round(m["spectral_convergence"], 5),
+                "log_spectral_distance": round(m["log_spectral_distance"], 4),
+                "wav": rel.as_posix(),
+            }
+        )
+    return rows
+
+
+def _summarise(table: pd.DataFrame, n_notes: int) -> pd.DataFrame:
+    """Per version (the original aside): mean and standard deviation of both distances."""
+    summary = (
+        table[table["version"] != "original"]
+        .groupby("version", sort=False)[["spectral_convergence", "log_spectral_distance"]]
+        .agg(["mean", "std"])
+    )
+    summary.columns = [f"{a}_{b}" for a, b in summary.columns]
+    summary = summary.reset_index().round(4)
+    summary.insert(1, "n_notes", n_notes)
+    return summary
+
+
 def reconstruction_file(
     nsynth_dir: Pathlike,
     notes_tsv: Pathlike,
@@ -277,78 +370,25 @@ def reconstruction_file(
     :param seed: seed of the note sample and of Griffin-Lim's initial phase.
     :return: the per-note table.
     """
-    from .audio import write_wav
     from .evaluate.nsynth import load_note
-    from .features import compute_features
 
     out = Path(out_dir)
     notes = pd.read_csv(notes_tsv, sep="\t", dtype={"note_str": str, "family": str})
     if not {"note_str", "family"} <= set(notes.columns):
         raise SoundharvestError(f"{notes_tsv}: needs columns note_str and family")
     sample = sample_notes(notes, n_notes, seed)
-    nets: dict[tuple[str, str], Any] = {}
-    for kind, by_model in (models or {}).items():
-        if kind not in features:
-            raise SoundharvestError(f"reconstruction: models for kind {kind!r} without features")
-        for name, weights in by_model.items():
-            from .encoder import load_model
-            from .models import context_of
-
-            net, wmeta = load_model(weights)
-            if context_of(net)[0] > 1:  # encodes windows; its decoder never learned a frame
-                log.info("reconstruction: %s (%s) encodes windows of frames: skipped", name, kind)
-                continue
-            if wmeta.get("model_type") == "classifier":  # a head, no decoder
-                log.info("reconstruction: %s (%s) is a classifier: skipped", name, kind)
-                continue
-            nets[(kind, name)] = net
+    nets = _load_nets(models, features)
     versions = ["original", *features]
     versions += [f"{kind}+{name}" for kind, name in nets]
     rows = []
     for note in sample.itertuples(index=False):
         y = load_note(nsynth_dir, note.note_str)
-        peak = float(np.max(np.abs(y))) or 1.0
-        audio: dict[str, np.ndarray] = {"original": y}
-        for kind, spec in features.items():
-            sr = int(spec.get("sample_rate", 16000))
-            params = dict(spec.get("params") or {})
-            frames, _ = compute_features(y, sr, kind, params)
-            sources = {kind: frames}
-            for (k2, name), net in nets.items():
-                if k2 == kind:
-                    sources[f"{kind}+{name}"] = _reconstruct_frames(net, frames)
-            for version, fr in sources.items():
-                audio[version] = invert_features(fr, kind, params, sr, n_iter, len(y), seed)
-        for version, a in audio.items():
-            m = (
-                {"spectral_convergence": 0.0, "log_spectral_distance": 0.0, "gain": 1.0}
-                if version == "original"
-                else spectral_metrics(y, a)
-            )
-            scale = peak / max(float(np.max(np.abs(a))), 1e-12)
-            rel = Path(note.note_str) / f"{version}.wav"
-            write_wav(out / rel, a * scale, 16000)
-            rows.append(
-                {
-                    "note_str": note.note_str,
-                    "family": note.family,
-                    "version": version,
-                    "spectral_convergence": round(m["spectral_convergence"], 5),
-                    "log_spectral_distance": round(m["log_spectral_distance"], 4),
-                    "wav": rel.as_posix(),
-                }
-            )
+        audio = _invert_note(y, features, nets, n_iter, seed)
+        rows += _write_versions(out, note, y, audio)
         log.info("reconstruction: %s done (%d versions)", note.note_str, len(audio))
     table = pd.DataFrame(rows)
     write_tsv(out_tsv, table)
-    summary = (
-        table[table["version"] != "original"]
-        .groupby("version", sort=False)[["spectral_convergence", "log_spectral_distance"]]
-        .agg(["mean", "std"])
-    )
-    summary.columns = [f"{a}_{b}" for a, b in summary.columns]
-    summary = summary.reset_index().round(4)
-    summary.insert(1, "n_notes", len(sample))
+    summary = _summarise(table, len(sample))
     write_tsv(out_summary_tsv, summary)
     _players_html(table, versions, out / "index.html")
     if out_players_html is not None:

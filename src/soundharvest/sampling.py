@@ -63,6 +63,43 @@ def _gather(arrays: Sequence[np.ndarray], shard: np.ndarray, local: np.ndarray) 
     return out
 
 
+def gather_rows(arrays: Sequence[np.ndarray], offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Float32 rows ``rows`` of the concatenation of ``arrays`` (``offsets``: the first global
+    row of each, then the total), read in sorted order (kind to the page cache)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    src = np.searchsorted(offsets, rows, side="right") - 1
+    out = np.empty((len(rows), arrays[0].shape[1]), dtype=np.float32)
+    for i in np.unique(src):
+        sel = np.flatnonzero(src == i)
+        local = rows[sel] - offsets[i]
+        order = np.argsort(local, kind="stable")
+        out[sel[order]] = arrays[i][local[order]]
+    return out
+
+
+def encode_sources(encoder: Any, clips: Any, out: np.ndarray) -> np.ndarray:
+    """The code of every frame of the concatenate files, clip by clip, into ``out``.
+
+    One pass of the training data that the cluster -> label model's sample and the label-noise
+    report both read (each clip's codes as the predictor would give them on that clip's audio:
+    :meth:`~soundharvest.encoder.Encoder.encode_sequence`, windows never crossing into the next
+    clip). Memory holds one batch of windows; the codes go to ``out``, a memmap on disk.
+
+    :param encoder: an :class:`~soundharvest.encoder.Encoder` with weights.
+    :param clips: the concatenate files (:class:`~soundharvest.loader.ClipPositives`).
+    :param out: ``(clips.n_rows, latent)`` float32, by global row; rows of no clip stay as
+        they are.
+    :return: ``out``.
+    """
+    if out.shape[0] != clips.n_rows:
+        raise SoundharvestError(
+            f"codes: {out.shape[0]} rows for the {clips.n_rows} rows of the concatenate files"
+        )
+    for a, b in clips.clip_spans:
+        out[a:b] = encoder.encode_sequence(clips.span(a, b))
+    return out
+
+
 def sample_shards(
     shard_paths: Sequence[Pathlike], n: int, seed: int = 0, with_rows: bool = False
 ) -> tuple[np.ndarray, ...]:
@@ -96,6 +133,7 @@ def sample_codes(
     holdout: float = 0.0,
     bins: int | None = None,
     where: str = "label_clusters",
+    codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Codes of a uniform sample of ``n`` training datapoints, gathered and encoded in blocks.
 
@@ -104,7 +142,9 @@ def sample_codes(
     :data:`SAMPLE_BLOCK_BYTES` of frames (for a model with context: the window of its clip
     that starts at each sampled frame, :meth:`~soundharvest.loader.ClipPositives.window_rows`)
     is encoded before the next is read, so memory holds the codes (n x latent) and one block,
-    whatever ``n``. Without a model (the raw baseline) the codes are the frames.
+    whatever ``n``. Without a model (the raw baseline) the codes are the frames. Given the codes
+    of every training frame (``codes``, from :func:`encode_sources`), the sample's are read
+    from them and nothing is encoded.
 
     :param shard_paths: the shuffle stage's ``shard-XX.npy``.
     :param n: datapoints wanted.
@@ -115,13 +155,15 @@ def sample_codes(
     :param holdout: the share of clips held out (:func:`soundharvest.calibrate.held_out`).
     :param bins: the bins per frame the caller expects (checked against the shards).
     :param where: what errors name first (the weights, say).
+    :param codes: the codes of every frame of ``sources``, by global row (one code per frame:
+        :func:`encode_sources`); needs ``sources``.
     :return: ``(codes (m, d) float32, label ids (m,) int64, global source rows or None)``.
     """
     from .encoder import Encoder
 
     encoder = model if isinstance(model, Encoder) else Encoder(model)
     context, stride = encoder.context, encoder.stride
-    need_rows = context > 1 or holdout > 0
+    need_rows = context > 1 or holdout > 0 or codes is not None
     if need_rows and not sources:
         raise SoundharvestError(
             f"{where}: give the concatenate files (sources) to find each sampled frame's clip "
@@ -144,6 +186,13 @@ def sample_codes(
         if holdout > 0:
             keep = np.flatnonzero(~clips.held_out(rows, holdout))[:n]
             shard, local, ids, rows = shard[keep], local[keep], ids[keep], rows[keep]
+    if codes is not None:
+        if len(codes) != clips.n_rows:
+            raise SoundharvestError(
+                f"{where}: {len(codes)} codes for the {clips.n_rows} rows of the concatenate "
+                "files; encode the same files the shuffle read"
+            )
+        return gather_rows([codes], np.array([0, len(codes)]), rows), ids, rows
     if encoder.identity:
         return _gather(arrays, shard, local), ids, rows
     block = max(1, SAMPLE_BLOCK_BYTES // (4 * context * int(width)))

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.cluster import KMeans
 
-from soundharvest.evaluate.kmeans import kmeans, merge_chunks, sweep
+from soundharvest.evaluate.elbow import merge_chunks
+from soundharvest.evaluate.kmeans import kmeans, sweep
 from soundharvest.evaluate.metrics import cluster_metrics
 from soundharvest.io import SoundharvestError, write_tsv
 

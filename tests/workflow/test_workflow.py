@@ -32,7 +32,7 @@ def test_complete_run_writes_catalog_and_summary(tiny_run):
     assert {(k, m) for k, m in zip(summary["kind"], summary["model"], strict=True)} == {
         (k, m)
         for k in ("stft", "mel")
-        for m in ("ae", "classifier", "contrastive", "random", "raw", "pca")
+        for m in ("ae", "classifier", "contrastive", "raw", "pca")
     }
 
 
@@ -108,9 +108,9 @@ def test_changing_a_query_reruns_only_that_label(tiny_copy):
 def test_report_holds_every_figure_and_table(tiny_report):
     page = (tiny_report / "report.html").read_text(encoding="utf-8", errors="replace")
     figures = sorted((tiny_report / "results" / "figures").rglob("*.png"))
-    # per kind: inertia, elbow vs max_k and a projection per model and baseline (6), a confusion
-    # matrix per predictor (5), the metrics-vs-k figure
-    assert len(figures) == 2 * (3 * 6 + 5 + 1)
+    # per kind: inertia, elbow vs max_k and a projection per model and baseline (5), a confusion
+    # matrix per predictor (4), the metrics-vs-k figure
+    assert len(figures) == 2 * (3 * 5 + 4 + 1)
     missing = [f.name for f in figures if f.name not in page]
     assert missing == []
     for table in ("summary.tsv", "catalog.csv", "players.html", "queries.tsv"):
@@ -119,7 +119,7 @@ def test_report_holds_every_figure_and_table(tiny_report):
 
 def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
     summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
-    trained = summary[summary["model"].isin(["ae", "classifier", "contrastive", "random", "raw"])]
+    trained = summary[summary["model"].isin(["ae", "classifier", "contrastive", "raw"])]
     assert trained["accuracy"].between(0, 1).all()
     assert summary.loc[summary["model"] == "pca", "accuracy"].isna().all()
     # Every predictor is calibrated on held-out clips, and says how it answers off-topic ones.

@@ -228,15 +228,6 @@ def context_windows(wildcards):
     return {"windows": f"{R}/eval_frames/{wildcards.kind}.window{span}.npy"}
 
 
-def context_sources(wildcards):
-    """label_clusters' input: the per-label frames, which locate each sampled training frame's
-    clip (to leave out the clips held out for calibration) and its window (a model with
-    context)."""
-    if model_context(wildcards.model)[0] == 1 and not config["calibration"]["holdout"]:
-        return []
-    return [f"{R}/concatenate/{wildcards.kind}/{label}.npy" for label in LABELS]
-
-
 # ---------------------------------------------------------------- evaluation helpers
 
 

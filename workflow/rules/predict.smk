@@ -10,9 +10,10 @@ rule label_clusters:
         ),
         labels=f"{R}/shuffle/{{kind}}/labels.json",
         weights=lambda wildcards: model_weights(wildcards),
-        sources=lambda wildcards: context_sources(wildcards),
+        sources=expand(f"{R}/concatenate/{{{{kind}}}}/{{label}}.npy", label=LABELS),
     output:
-        f"{R}/predictor/{{kind}}/{{model}}/meta.json",
+        meta=f"{R}/predictor/{{kind}}/{{model}}/meta.json",
+        votes=f"{R}/label_noise/{{kind}}/{{model}}.votes.tsv",
     log:
         f"{LOGS}/label_clusters/{{kind}}/{{model}}.log",
     benchmark:
@@ -24,7 +25,7 @@ rule label_clusters:
         mem_mb=4000,
         runtime=60,
     params:
-        out_dir=lambda wildcards, output: str(Path(output[0]).parent),
+        out_dir=lambda wildcards, output: str(Path(output.meta).parent),
         clusters=config["label_clusters"],
         features=lambda wildcards: feature_spec(wildcards.kind),
         seed=config["seed"],
@@ -94,7 +95,7 @@ rule score_eval:
 rule label_noise:
     input:
         predictor=f"{R}/predictor/{{kind}}/{{model}}/meta.json",
-        frames=expand(f"{R}/concatenate/{{{{kind}}}}/{{label}}.npy", label=LABELS),
+        votes=f"{R}/label_noise/{{kind}}/{{model}}.votes.tsv",
         catalog=f"{R}/catalog.csv",
     output:
         clips=report(

@@ -1,5 +1,6 @@
 """Rule label_clusters: k-means on codes of training frames, each cluster named by its majority
-query label -> a predictor directory (weights, clusters, meta)."""
+query label -> a predictor directory (weights, clusters, meta), and how every training clip's
+frames vote (the label-noise report's input), from one pass over the training codes."""
 
 from soundharvest.io import run_logged
 from soundharvest.predict import label_clusters_file
@@ -18,7 +19,9 @@ run_logged(
     max_k=c["max_k"],
     features=snakemake.params.features,
     model_name=snakemake.wildcards.model,
-    sources=list(snakemake.input.sources) or None,
+    sources=list(snakemake.input.sources),
     holdout=snakemake.params.holdout,
     silence_dbfs=snakemake.params.silence_dbfs,
+    votes_tsv=snakemake.output.votes,
+    scratch_dir=getattr(snakemake.resources, "tmpdir", None),
 )

@@ -8,8 +8,8 @@ from soundharvest.noise import label_noise_file
 run_logged(
     snakemake.log[0],
     label_noise_file,
+    snakemake.input.votes,
     Path(snakemake.input.predictor).parent,
-    list(snakemake.input.frames),
     snakemake.input.catalog,
     snakemake.output.clips,
     snakemake.output.queries,

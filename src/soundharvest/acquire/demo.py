@@ -453,6 +453,21 @@ def _accompany(
     return _chords(rng, harmony, 48, 72, start, end, program, style, level=70.0)
 
 
+def _dominant_entry(kind: str | None, dom_label: str, program: int) -> dict[str, Any]:
+    """A recipe's ``dominant`` field: the instrument heard most, or speech."""
+    if kind == "speech":
+        dominant = {"kind": "speech", "label": None, "program": None}
+        dominant |= {"program_name": None, "family": None}
+    else:
+        known = PROGRAMS.get(program)
+        dominant = {"kind": "instrument", "label": dom_label, "program": program}
+        dominant |= {
+            "program_name": known.name if known else f"GM program {program}",
+            "family": known.family if known else None,
+        }
+    return dominant
+
+
 @register_source
 class DemoSource(Source):
     """Offline source: candidates and audio rendered from the GM soundfont (see module doc)."""
@@ -581,18 +596,49 @@ class DemoSource(Source):
         duration = int(
             min(max(duration, math.ceil(self.min_duration)), math.floor(self.max_duration))
         )
-
         off_topic = self._u(label, video_id, "off_topic") < self.off_topic_share
-        kind = None
-        if off_topic:
-            u = self._u(label, video_id, "off_topic_kind")
-            acc = 0.0
-            for name, w in self.off_topic_kinds.items():
-                acc += w
-                kind = name
-                if u < acc:
-                    break
+        kind = self._off_topic_kind(label, video_id) if off_topic else None
+        dom_label, dom_spec, program = self._dominant(label, video_id, kind)
+        intro = self._intro(label, video_id, kind, duration)
+        accompaniment = self._accompaniment(label, video_id, kind, dom_spec)
+        reverb, level_changes, noise, peak = self._room(label, video_id, duration)
+        unavailable = self._u(label, video_id, "unavailable") < self.unavailable_share
+        title, channel = self._title_channel(label, video_id, kind)
+        return {
+            "generator": GENERATOR,
+            "seed": self.seed,
+            "video_id": video_id,
+            "label": label,
+            "title": title,
+            "channel": channel,
+            "duration": duration,
+            "unavailable": unavailable,
+            "off_topic": off_topic,
+            "off_topic_kind": kind,
+            "dominant": _dominant_entry(kind, dom_label, program),
+            "intro_s": round(intro, 3),
+            "accompaniment": accompaniment,
+            "reverb": reverb,
+            "level_changes": level_changes,
+            "noise": noise,
+            "peak_dbfs": peak,
+        }
 
+    def _off_topic_kind(self, label: str, video_id: str) -> str | None:
+        """An off-topic result's kind, drawn by the ``off_topic_kinds`` weights."""
+        u = self._u(label, video_id, "off_topic_kind")
+        acc = 0.0
+        kind = None
+        for name, w in self.off_topic_kinds.items():
+            acc += w
+            kind = name
+            if u < acc:
+                break
+        return kind
+
+    def _dominant(self, label: str, video_id: str, kind: str | None) -> tuple[str, LabelSpec, int]:
+        """The dominant instrument: its label (another one for ``other_label``), the label's
+        spec and the GM program played."""
         r = self._rng(label, video_id, "dominant")
         dom_label = label
         if kind == "other_label":
@@ -600,14 +646,22 @@ class DemoSource(Source):
             dom_label = others[int(r.integers(len(others)))]
         dom_spec = self.label_spec(dom_label)
         program = int(dom_spec.programs[int(r.integers(len(dom_spec.programs)))])
+        return dom_label, dom_spec, program
 
+    def _intro(self, label: str, video_id: str, kind: str | None, duration: int) -> float:
+        """Seconds of near-silence before the music (long for the ``silence`` kind)."""
         r = self._rng(label, video_id, "intro")
         intro = 0.0
         if kind == "silence":
             intro = duration * float(r.uniform(0.6, 0.9))
         elif kind != "speech" and r.random() < self.silence_intro_prob:
             intro = min(float(r.uniform(*self.silence_intro_s)), duration * 0.5)
+        return intro
 
+    def _accompaniment(
+        self, label: str, video_id: str, kind: str | None, dom_spec: LabelSpec
+    ) -> list[dict[str, Any]]:
+        """The instruments accompanying the lead (none for speech), with their levels."""
         r = self._rng(label, video_id, "accompaniment")
         accompaniment = []
         if kind != "speech" and r.random() < self.accompaniment_prob and self.max_accompaniment > 0:
@@ -622,7 +676,13 @@ class DemoSource(Source):
                         "level_db": round(float(r.uniform(*self.accompaniment_db)), 2),
                     }
                 )
+        return accompaniment
 
+    def _room(
+        self, label: str, video_id: str, duration: int
+    ) -> tuple[dict[str, float] | None, list[dict[str, float]], dict[str, Any], float]:
+        """The recording, from one stream: reverb (or None), level changes, background noise
+        and the peak level in dBFS."""
         r = self._rng(label, video_id, "room")
         reverb = None
         if r.random() < self.reverb_prob:
@@ -649,8 +709,10 @@ class DemoSource(Source):
             "level_db": round(float(r.uniform(*self.noise_db)), 2),
         }
         peak = round(float(r.uniform(*self.peak_dbfs)), 2)
+        return reverb, level_changes, noise, peak
 
-        unavailable = self._u(label, video_id, "unavailable") < self.unavailable_share
+    def _title_channel(self, label: str, video_id: str, kind: str | None) -> tuple[str, str]:
+        """The result's title (a lesson's or vlog's for speech) and channel name."""
         r = self._rng(label, video_id, "title")
         words = _LABEL_WORDS.get(label, [label.replace("_", " ").title()])
         fields = {
@@ -661,36 +723,7 @@ class DemoSource(Source):
         templates = _SPEECH_TITLES if kind == "speech" else _ON_TOPIC_TITLES
         title = templates[int(r.integers(len(templates)))].format(**fields)
         channel = f"{_CHANNEL_A[int(r.integers(len(_CHANNEL_A)))]} {_CHANNEL_B[int(r.integers(len(_CHANNEL_B)))]}"
-
-        if kind == "speech":
-            dominant = {"kind": "speech", "label": None, "program": None}
-            dominant |= {"program_name": None, "family": None}
-        else:
-            known = PROGRAMS.get(program)
-            dominant = {"kind": "instrument", "label": dom_label, "program": program}
-            dominant |= {
-                "program_name": known.name if known else f"GM program {program}",
-                "family": known.family if known else None,
-            }
-        return {
-            "generator": GENERATOR,
-            "seed": self.seed,
-            "video_id": video_id,
-            "label": label,
-            "title": title,
-            "channel": channel,
-            "duration": duration,
-            "unavailable": unavailable,
-            "off_topic": off_topic,
-            "off_topic_kind": kind,
-            "dominant": dominant,
-            "intro_s": round(intro, 3),
-            "accompaniment": accompaniment,
-            "reverb": reverb,
-            "level_changes": level_changes,
-            "noise": noise,
-            "peak_dbfs": peak,
-        }
+        return title, channel
 
     # ---------------------------------------------------------------------------- search
 

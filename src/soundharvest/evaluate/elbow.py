@@ -15,6 +15,7 @@ that dependence.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -119,3 +120,39 @@ def elbow_table(
             row[c] = float(at[c])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def merge_chunks(tsvs: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Join chunk tables of :func:`sweep` (TSV files) into one table sorted by k.
+
+    :param tsvs: paths of the chunk TSVs.
+    :return: the concatenated table; raises if columns differ or a k appears twice.
+    """
+    if not tsvs:
+        raise SoundharvestError("merge_chunks: no chunk files given")
+    frames = []
+    cols: list[str] | None = None
+    for p in tsvs:
+        try:
+            df = pd.read_csv(p, sep="\t")
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise SoundharvestError(
+                f"{p}: not a readable sweep TSV ({e}); re-run its chunk"
+            ) from None
+        if "k" not in df.columns or "inertia" not in df.columns:
+            raise SoundharvestError(f"{p}: missing column 'k' or 'inertia'; re-run its chunk")
+        if cols is None:
+            cols = list(df.columns)
+        elif list(df.columns) != cols:
+            raise SoundharvestError(
+                f"{p}: columns differ from {tsvs[0]}; re-run all chunks with the same labellings"
+            )
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True).sort_values("k", kind="stable")
+    dup = out["k"][out["k"].duplicated()]
+    if len(dup):
+        raise SoundharvestError(
+            f"merge_chunks: k = {int(dup.iloc[0])} appears in more than one chunk; "
+            "chunks must not overlap"
+        )
+    return out.reset_index(drop=True)

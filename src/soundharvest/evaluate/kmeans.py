@@ -21,13 +21,14 @@ Chunks: :func:`sweep` over ``ks = range(a, b)`` starts its first k fresh (k-mean
 ``n_init`` restarts, the best inertia kept) and warm-starts the rest. Chunks are therefore
 independent jobs (a cluster runs them in parallel); every row is deterministic given the seed and
 the chunk boundaries, and rows near a chunk's start come from a fresh start rather than the warm
-lineage (a small, documented difference from an unchunked sweep). :func:`merge_chunks` joins the
+lineage (a small, documented difference from an unchunked sweep). :func:`~soundharvest.evaluate.elbow.merge_chunks` joins the
 chunk tables.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -420,6 +421,117 @@ def _check_ks(ks: Iterable[int], n: int) -> list[int]:
     return out
 
 
+def _label_codes(
+    labelings: Mapping[str, np.ndarray | Sequence], n: int
+) -> dict[str, tuple[np.ndarray, int]]:
+    """Each labelling's integer codes and number of classes, checked: one label per point."""
+    codes: dict[str, tuple[np.ndarray, int]] = {}
+    for name, labels in labelings.items():
+        lab = np.asarray(labels)
+        if lab.shape != (n,):
+            raise SoundharvestError(
+                f"labelings[{name!r}]: {lab.shape[0] if lab.ndim else 0} labels for {n} points; "
+                "give exactly one label per point"
+            )
+        c, classes = encode(lab)
+        codes[name] = (c, classes.size)
+    return codes
+
+
+def _metrics_row(
+    k: int, inertia: float, codes: Mapping[str, tuple[np.ndarray, int]], a: np.ndarray
+) -> dict[str, float | int | str]:
+    """A sweep row's ``k``, inertia and clustering metrics against every labelling."""
+    row: dict[str, float | int | str] = {"k": k, "inertia": inertia}
+    for name, (c, n_classes) in codes.items():
+        met = metrics_from_contingency(contingency_codes(c, n_classes, a, k))
+        for mname in METRIC_NAMES:
+            row[f"{name}_{mname}"] = met[mname]
+    return row
+
+
+def _advance(
+    data: _Data,
+    chains: Mapping[int, tuple[_State, float]],
+    c: int,
+    k: int,
+    seed: int,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+) -> tuple[tuple[_State, float], str]:
+    """Chain ``c`` at ``k``: a fresh start if it has no solution yet, else a warm start from its
+    solution in ``chains``. Returns ``((state, inertia), "fresh" or "warm")``."""
+    # One generator per (seed, chain, k): a row does not depend on how it was reached,
+    # nor on which thread ran the chain.
+    rng = np.random.default_rng([int(seed), c, k])
+    if c not in chains:
+        return _fresh(data, k, rng, n_init, max_iter, tol), "fresh"
+    st_c = chains[c][0]
+    st_c.n_iter = 0
+    _insert(st_c, k - st_c.C.shape[0], rng)
+    _lloyd(st_c, max_iter, tol)
+    return (st_c, _exact_inertia(st_c)), "warm"
+
+
+def _chain_sweep(
+    data: _Data,
+    ks: Sequence[int],
+    seed: int,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    n_chains: int,
+    workers: int | None,
+    merge_tol: float,
+    merge_patience: int,
+) -> Iterator[tuple[int, float, int, _State, float, str, int]]:
+    """The chains of :func:`sweep`, k by k; merged into the best one once they agree.
+
+    Yields ``(k, start time, best chain, its state, its inertia, its start, n_iter of all
+    chains)`` for every k in ``ks``.
+    """
+    n_chains = max(1, int(n_chains))
+    alive = list(range(n_chains))  # chain ids still running (one after the chains merge)
+    chains: dict[int, tuple[_State, float]] = {}
+    agree = 0
+    # The chains are independent: run them side by side on the machine's cores (torch
+    # releases the GIL inside its kernels), each kernel on one thread.
+    n_workers = max(1, min(n_chains, workers or os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
+    for k in ks:
+        t0 = time.perf_counter()
+        advance = functools.partial(
+            _advance, data, chains, k=k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol
+        )
+        if pool is None or len(alive) == 1:
+            done = [advance(c) for c in alive]
+        else:
+            done = list(pool.map(advance, alive))
+        chains = {c: state for c, (state, _) in zip(alive, done, strict=True)}
+        starts = {c: start for c, (_, start) in zip(alive, done, strict=True)}
+        best = min(alive, key=lambda c: chains[c][1])
+        st, inertia = chains[best]
+        if len(alive) > 1 and merge_tol > 0:
+            worst = max(chains[c][1] for c in alive)
+            agree = agree + 1 if worst <= inertia * (1.0 + merge_tol) else 0
+            if agree >= merge_patience:
+                log.info(
+                    "k-means sweep: chains agree within %g from k = %d on; chain %d goes on alone",
+                    merge_tol,
+                    k - agree + 1,
+                    best,
+                )
+                n_iter_merged = sum(ch[0].n_iter for ch in chains.values())
+                alive = [best]
+                chains = {best: chains[best]}
+                chains[best][0].n_iter = n_iter_merged
+        n_iter = sum(ch[0].n_iter for ch in chains.values())
+        yield k, t0, best, st, inertia, starts[best], n_iter
+    if pool is not None:
+        pool.shutdown()
+
+
 def sweep(
     X: np.ndarray,
     ks: Sequence[int] | Iterable[int],
@@ -474,72 +586,13 @@ def sweep(
         data = _prepare(X, device)
         n = data.X.shape[0]
         ks = _check_ks(ks, n)
-        codes: dict[str, tuple[np.ndarray, int]] = {}
-        for name, labels in labelings.items():
-            lab = np.asarray(labels)
-            if lab.shape != (n,):
-                raise SoundharvestError(
-                    f"labelings[{name!r}]: {lab.shape[0] if lab.ndim else 0} labels for {n} points; "
-                    "give exactly one label per point"
-                )
-            c, classes = encode(lab)
-            codes[name] = (c, classes.size)
-
+        codes = _label_codes(labelings, n)
         rows: list[dict] = []
-        n_chains = max(1, int(n_chains))
-        alive = list(range(n_chains))  # chain ids still running (one after the chains merge)
-        chains: dict[int, tuple[_State, float]] = {}
-        agree = 0
-
-        def advance(c: int, k: int) -> tuple[tuple[_State, float], str]:
-            # One generator per (seed, chain, k): a row does not depend on how it was reached,
-            # nor on which thread ran the chain.
-            rng = np.random.default_rng([int(seed), c, k])
-            if c not in chains:
-                return _fresh(data, k, rng, n_init, max_iter, tol), "fresh"
-            st_c = chains[c][0]
-            st_c.n_iter = 0
-            _insert(st_c, k - st_c.C.shape[0], rng)
-            _lloyd(st_c, max_iter, tol)
-            return (st_c, _exact_inertia(st_c)), "warm"
-
-        # The chains are independent: run them side by side on the machine's cores (torch
-        # releases the GIL inside its kernels), each kernel on one thread.
-        n_workers = max(1, min(n_chains, workers or os.cpu_count() or 1))
-        pool = ThreadPoolExecutor(n_workers) if n_workers > 1 else None
-        for k in ks:
-            t0 = time.perf_counter()
-            if pool is None or len(alive) == 1:
-                done = [advance(c, k) for c in alive]
-            else:
-                done = list(pool.map(lambda c, k=k: advance(c, k), alive))
-            chains = {c: state for c, (state, _) in zip(alive, done, strict=True)}
-            starts = {c: start for c, (_, start) in zip(alive, done, strict=True)}
-            best = min(alive, key=lambda c: chains[c][1])
-            st, inertia = chains[best]
-            start = starts[best]
-            if len(alive) > 1 and merge_tol > 0:
-                worst = max(chains[c][1] for c in alive)
-                agree = agree + 1 if worst <= inertia * (1.0 + merge_tol) else 0
-                if agree >= merge_patience:
-                    log.info(
-                        "k-means sweep: chains agree within %g from k = %d on; "
-                        "chain %d goes on alone",
-                        merge_tol,
-                        k - agree + 1,
-                        best,
-                    )
-                    n_iter_merged = sum(ch[0].n_iter for ch in chains.values())
-                    alive = [best]
-                    chains = {best: chains[best]}
-                    chains[best][0].n_iter = n_iter_merged
-            n_iter = sum(ch[0].n_iter for ch in chains.values())
+        for k, t0, best, st, inertia, start, n_iter in _chain_sweep(
+            data, ks, seed, n_init, max_iter, tol, n_chains, workers, merge_tol, merge_patience
+        ):
             a = st.a.cpu().numpy()
-            row: dict[str, float | int | str] = {"k": k, "inertia": inertia}
-            for name, (c, n_classes) in codes.items():
-                met = metrics_from_contingency(contingency_codes(c, n_classes, a, k))
-                for mname in METRIC_NAMES:
-                    row[f"{name}_{mname}"] = met[mname]
+            row = _metrics_row(k, inertia, codes, a)
             row["n_iter"] = n_iter
             row["chain"] = best
             row["start"] = start
@@ -549,42 +602,4 @@ def sweep(
             rows.append(row)
             if k % 50 == 0 or k == ks[-1]:
                 log.info("k-means sweep: k = %d, inertia %.6g, %d iterations", k, inertia, n_iter)
-        if pool is not None:
-            pool.shutdown()
         return pd.DataFrame(rows)
-
-
-def merge_chunks(tsvs: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """Join chunk tables of :func:`sweep` (TSV files) into one table sorted by k.
-
-    :param tsvs: paths of the chunk TSVs.
-    :return: the concatenated table; raises if columns differ or a k appears twice.
-    """
-    if not tsvs:
-        raise SoundharvestError("merge_chunks: no chunk files given")
-    frames = []
-    cols: list[str] | None = None
-    for p in tsvs:
-        try:
-            df = pd.read_csv(p, sep="\t")
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            raise SoundharvestError(
-                f"{p}: not a readable sweep TSV ({e}); re-run its chunk"
-            ) from None
-        if "k" not in df.columns or "inertia" not in df.columns:
-            raise SoundharvestError(f"{p}: missing column 'k' or 'inertia'; re-run its chunk")
-        if cols is None:
-            cols = list(df.columns)
-        elif list(df.columns) != cols:
-            raise SoundharvestError(
-                f"{p}: columns differ from {tsvs[0]}; re-run all chunks with the same labellings"
-            )
-        frames.append(df)
-    out = pd.concat(frames, ignore_index=True).sort_values("k", kind="stable")
-    dup = out["k"][out["k"].duplicated()]
-    if len(dup):
-        raise SoundharvestError(
-            f"merge_chunks: k = {int(dup.iloc[0])} appears in more than one chunk; "
-            "chunks must not overlap"
-        )
-    return out.reset_index(drop=True)

@@ -145,9 +145,8 @@ def elbow_file(
     """
     from . import elbow as _elbow
     from . import figures as _figures
-    from . import kmeans as _kmeans
 
-    table = _kmeans.merge_chunks(list(chunk_tsvs))
+    table = _elbow.merge_chunks(list(chunk_tsvs))
     write_tsv(out_sweep, table)
     elbows = _elbow.elbow_table(table, list(max_ks), list(labelings))
     write_tsv(out_elbows, elbows)

@@ -109,6 +109,63 @@ def _closed_set(
     return float(np.mean(closed == np.asarray(true))), int(len(keep)), closed_conf
 
 
+def _load_predictor(predictor_dir: Pathlike) -> tuple[Path, dict[str, Any], Any]:
+    """A predictor directory, its metadata and its label model, checked."""
+    from ..predict import META_NAME, PREDICTOR_FORMAT, load_label_model
+
+    d = Path(predictor_dir)
+    meta = read_json(d / META_NAME) if (d / META_NAME).is_file() else None
+    if not isinstance(meta, dict) or meta.get("format") != PREDICTOR_FORMAT:
+        raise SoundharvestError(f"{d}: not a predictor directory (no valid {META_NAME})")
+    return d, meta, load_label_model(d, meta)
+
+
+def _read_codes(
+    codes_npy: Pathlike, notes_tsv: Pathlike, dim: int, d: Path
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The notes' codes and table, checked: one code per note, of the label model's ``dim``."""
+    codes = np.asarray(load_npy(codes_npy), dtype=np.float32)
+    notes = pd.read_csv(notes_tsv, sep="\t", dtype={"note_str": str, "family": str})
+    if len(notes) != len(codes):
+        raise SoundharvestError(
+            f"{codes_npy}: {len(codes)} codes for {len(notes)} notes in {notes_tsv}; re-run embed"
+        )
+    if codes.ndim != 2 or codes.shape[1] != dim:
+        raise SoundharvestError(
+            f"{codes_npy}: codes of {codes.shape[1] if codes.ndim == 2 else '?'} dimensions, "
+            f"the label model in {d} reads {dim}; use the codes of the same model and kind"
+        )
+    return codes, notes
+
+
+def _write_scores(
+    row: Mapping[str, Any],
+    conf: pd.DataFrame,
+    closed_conf: pd.DataFrame | None,
+    out_tsv: Pathlike,
+    out_confusion_png: Pathlike,
+    out_confusion_tsv: Pathlike | None,
+    out_closed_confusion_tsv: Pathlike | None,
+) -> None:
+    """Write the scores' row, the confusion matrices (the optional TSVs) and their figure."""
+    write_tsv(out_tsv, pd.DataFrame([row]))
+    if out_confusion_tsv is not None:
+        write_tsv(out_confusion_tsv, conf.reset_index())
+    if out_closed_confusion_tsv is not None:
+        empty = pd.DataFrame(columns=["true"])
+        table = closed_conf.reset_index() if closed_conf is not None else empty
+        write_tsv(out_closed_confusion_tsv, table)
+    plot_confusion(
+        conf,
+        out_confusion_png,
+        f"{row['model']} ({row['kind']}), k = {row['k']}: accuracy {row['accuracy']:.1%}, "
+        f"balanced {row['balanced_accuracy']:.1%}",
+        closed=closed_conf,
+        closed_title=f"closed set ({row['closed_clusters']} clusters): "
+        f"accuracy {row['closed_accuracy']:.1%}",
+    )
+
+
 def score_eval_file(
     codes_npy: Pathlike,
     notes_tsv: Pathlike,
@@ -144,25 +201,10 @@ def score_eval_file(
     :return: the row as a dict.
     """
     from ..calibrate import read_calibration
-    from ..predict import META_NAME, PREDICTOR_FORMAT, load_label_model
     from .nsynth import families_of, load_label_families
 
-    d = Path(predictor_dir)
-    meta = read_json(d / META_NAME) if (d / META_NAME).is_file() else None
-    if not isinstance(meta, dict) or meta.get("format") != PREDICTOR_FORMAT:
-        raise SoundharvestError(f"{d}: not a predictor directory (no valid {META_NAME})")
-    clusters = load_label_model(d, meta)
-    codes = np.asarray(load_npy(codes_npy), dtype=np.float32)
-    notes = pd.read_csv(notes_tsv, sep="\t", dtype={"note_str": str, "family": str})
-    if len(notes) != len(codes):
-        raise SoundharvestError(
-            f"{codes_npy}: {len(codes)} codes for {len(notes)} notes in {notes_tsv}; re-run embed"
-        )
-    if codes.ndim != 2 or codes.shape[1] != clusters.dim:
-        raise SoundharvestError(
-            f"{codes_npy}: codes of {codes.shape[1] if codes.ndim == 2 else '?'} dimensions, "
-            f"the label model in {d} reads {clusters.dim}; use the codes of the same model and kind"
-        )
+    d, meta, clusters = _load_predictor(predictor_dir)
+    codes, notes = _read_codes(codes_npy, notes_tsv, clusters.dim, d)
     fam = families_of(clusters.labels, load_label_families(label_families_tsv))
     ids, _ = clusters.predict(codes)
     pred = [fam[clusters.labels[i]] or NO_FAMILY for i in ids]
@@ -193,22 +235,10 @@ def score_eval_file(
                     "on_topic_rejected", "open_set_rejected", "open_set_handled",
                     "synthetic_rejected"):  # fmt: skip
             row[key] = cal.get(key)
-    write_tsv(out_tsv, pd.DataFrame([row]))
-    if out_confusion_tsv is not None:
-        write_tsv(out_confusion_tsv, conf.reset_index())
-    if out_closed_confusion_tsv is not None:
-        empty = pd.DataFrame(columns=["true"])
-        table = closed_conf.reset_index() if closed_conf is not None else empty
-        write_tsv(out_closed_confusion_tsv, table)
-    plot_confusion(
-        conf,
-        out_confusion_png,
-        f"{row['model']} ({row['kind']}), k = {row['k']}: accuracy {row['accuracy']:.1%}, "
-        f"balanced {row['balanced_accuracy']:.1%}",
-        closed=closed_conf,
-        closed_title=f"closed set ({row['closed_clusters']} clusters): "
-        f"accuracy {row['closed_accuracy']:.1%}",
-    )
+    _write_scores(
+        row, conf, closed_conf, out_tsv, out_confusion_png, out_confusion_tsv,
+        out_closed_confusion_tsv,
+    )  # fmt: skip
     log.info(
         "score_eval %s/%s: accuracy %.3f, balanced %.3f on %d notes",
         row["kind"],
