@@ -30,9 +30,7 @@ def test_complete_run_writes_catalog_and_summary(tiny_run):
     assert (catalog.loc[catalog["status"] != "ok", "reason"] != "").all()
     summary = pd.read_csv(tiny_run / "results" / "summary.tsv", sep="\t")
     assert {(k, m) for k, m in zip(summary["kind"], summary["model"], strict=True)} == {
-        (k, m)
-        for k in ("stft", "mel")
-        for m in ("ae", "classifier", "contrastive", "raw", "pca")
+        (k, m) for k in ("stft", "mel") for m in ("ae", "classifier", "contrastive", "raw", "pca")
     }
 
 
