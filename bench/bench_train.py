@@ -50,7 +50,7 @@ def write_shards(directory: Path, n_shards: int, rows: int, n_bins: int = 513) -
 def make_stepper(model_type: str, n_bins: int) -> Stepper:
     model = build_model(model_type, n_bins, THESIS_ARCH, seed=0)
     model.train()
-    objective = OBJECTIVES[model_type](model, lr=1e-4, seed=0, advweight=0.5, reg=0.2)
+    objective = OBJECTIVES[model_type](model, lr=1e-4, seed=0)  # ACAI at its defaults
     return Stepper(objective, "eager")
 
 

@@ -55,9 +55,8 @@ def write_shards(directory: Path, n_shards: int, rows: int) -> list[Path]:
 
 def make_stepper(model_type: str, mode: str, seed: int = 0) -> Stepper:
     model = build_model(model_type, N_BINS, THESIS_ARCH, seed=seed).cuda().train()
-    obj = OBJECTIVES[model_type](
-        model, lr=1e-4, seed=seed, amp_dtype=torch.bfloat16, advweight=0.5, reg=0.2
-    )
+    # ACAI at its defaults (lambda 0.5, gamma 0.2: soundharvest.hparams.AcaiHyperparameters).
+    obj = OBJECTIVES[model_type](model, lr=1e-4, seed=seed, amp_dtype=torch.bfloat16)
     return Stepper(obj, mode)
 
 

@@ -118,6 +118,19 @@ def test_a_typo_in_a_model_entry_names_the_model_the_key_and_the_fix():
     config["models"]["ae"]["colour"] = "blue"  # nothing close: the allowed keys are listed
     with pytest.raises(SoundharvestError, match=r"models\.ae: unknown key 'colour' \(remove it\)"):
         validate_config(config)
+    # A key of another model type would be ignored: refused, naming the type's own keys.
+    del config["models"]["ae"]["colour"]
+    config["models"]["ae"]["temperature"] = 0.2
+    with pytest.raises(SoundharvestError) as info:
+        validate_config(config)
+    message = str(info.value)
+    assert "\n" not in message and "models.ae: 'temperature' is not a setting of model" in message
+    assert "; that type takes type, architecture, frames" in message
+    del config["models"]["ae"]["temperature"]
+    # Each entry holds its own type's hyperparameters, at their class's defaults.
+    models = validate_config(config)["models"]
+    assert models["acai"]["reg"] == 0.2 and "temperature" not in models["acai"]
+    assert "advweight" not in models["ae"]
 
 
 def test_model_keys_come_from_the_schema(tmp_path):

@@ -453,3 +453,10 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
     assert got["unknown_because"] == "atypical"
     assert "unknown (unlike the training audio; best guess" in format_result(got)
     assert read_json(d / "calibration.json")["distance_share"] == 0.5
+    # No clip held out (calibration.holdout: 0): a warning, temperature 1 and no 'unknown'
+    # threshold from clips, not a crash.
+    none = calibrate_file(
+        d, tmp_path / "catalog.csv", convert, tmp_path / "none.json", tmp_path / "none.tsv",
+        holdout=0.0, n_synthetic=1,
+    )  # fmt: skip
+    assert none["temperature"] == 1.0 and none["n_fit"] == 0

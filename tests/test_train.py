@@ -327,21 +327,38 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_settings_are_the_schemas_model_keys() -> None:
-    """A hyperparameter is a TrainSettings field and a schema model key, nothing else: every
-    key a model entry may have reaches train() (renamed: type, architecture), and every setting
-    but the calibration's holdout can be configured."""
+    """A hyperparameter is a field of TrainSettings (shared) or of one objective's class
+    (soundharvest.hparams), and a schema model key, nothing else: every key a model entry may
+    have reaches train() (renamed: type, architecture), every setting but the calibration's
+    holdout can be configured, and a key of another model type is refused in one line."""
     from dataclasses import fields
 
     from soundharvest.config import load_schema, model_keys
-    from soundharvest.train import TrainSettings
+    from soundharvest.hparams import HYPERPARAMETERS, entry_keys
+    from soundharvest.train import OBJECTIVES, TrainSettings
 
     renamed = TrainSettings.ENTRY_KEYS
-    settings = {f.name for f in fields(TrainSettings)}
-    entry_keys = {renamed.get(k, k) for k in model_keys(load_schema())}
-    assert entry_keys == settings - {"holdout"}, entry_keys ^ (settings - {"holdout"})
+    shared = {f.name for f in fields(TrainSettings)} - {"hparams"}
+    own = {n for c in HYPERPARAMETERS.values() for n in c.names()}
+    schema_keys = {renamed.get(k, k) for k in model_keys(load_schema())}
+    assert schema_keys == (shared | own) - {"holdout"}, schema_keys ^ ((shared | own) - {"holdout"})
+    assert set(HYPERPARAMETERS) == set(OBJECTIVES)
+    for model_type, cls in HYPERPARAMETERS.items():
+        objective = OBJECTIVES[model_type]
+        assert objective is None or objective.hparams_type is cls, model_type
+        assert set(entry_keys(model_type)) <= set(model_keys(load_schema()))
     entry = {"type": "classifier", "architecture": "thesis", "lr": 3e-4, "seed": 2}
     s = TrainSettings.from_entry(entry, {"hidden": [8], "latent": 2}, holdout=0.2)
-    assert (s.model_type, s.lr, s.seed, s.holdout, s.frames) == ("classifier", 3e-4, 2, 0.2, 0)
-    assert TrainSettings.from_entry({**entry, "type": "ae"}, "thesis", 0.2).holdout == 0.0
+    got = (s.model_type, s.lr, s.seed, s.hparams.holdout, s.frames)
+    assert got == ("classifier", 3e-4, 2, 0.2, 0)
+    ae = TrainSettings.from_entry({**entry, "type": "ae"}, "thesis", 0.2)
+    assert ae.hparams.to_dict() == {} and ae.hparam("holdout", 0.0) == 0.0
     with pytest.raises(SoundharvestError, match="'lrr' is not a training setting"):
         TrainSettings.from_entry({**entry, "lrr": 0.1}, "thesis")
+    with pytest.raises(SoundharvestError, match="'temperature' is not a hyperparameter of Hyp"):
+        TrainSettings.from_entry({**entry, "type": "ae", "temperature": 0.2}, "thesis")
+    # The weights and the checkpoint record the objective's own hyperparameters, no other's.
+    acai = TrainSettings.of(model_type="acai", advweight=0.3)
+    meta = acai.metadata({"hidden": [8]}, 16, {})
+    assert meta["advweight"] == 0.3 and meta["reg"] == 0.2 and "temperature" not in meta
+    assert "advweight" not in TrainSettings.of(model_type="ae").metadata({}, 16, {})

@@ -388,9 +388,8 @@ def _logits_and_targets(
     voiced frame) and their query labels' ids."""
     label_id = {n: i for i, n in enumerate(labels)}
     n_labels = len(labels)
-    z = np.stack([lg if lg is not None else np.zeros(n_labels) for lg in logits]).reshape(
-        -1, n_labels
-    )
+    rows = [lg if lg is not None else np.zeros(n_labels) for lg in logits]
+    z = np.stack(rows).reshape(-1, n_labels) if rows else np.zeros((0, n_labels))
     y = np.array([label_id[lab] for lab in table["label"]], dtype=np.int64)
     return z, y
 

@@ -128,8 +128,12 @@ def model_keys(schema: dict[str, Any]) -> set[str]:
 
 
 def _check_model_keys(config: dict[str, Any], schema: dict[str, Any]) -> None:
-    """An unknown key in a model entry (``batch_sise: 64``) would train at the default."""
+    """An unknown key in a model entry (``batch_sise: 64``) would train at the default, and a
+    key of another model type (``temperature`` on an ``ae``) would be ignored: each is a line
+    naming the model and the key."""
     import difflib
+
+    from .hparams import HYPERPARAMETERS, entry_keys
 
     models = config.get("models")
     if not isinstance(models, dict):
@@ -138,15 +142,33 @@ def _check_model_keys(config: dict[str, Any], schema: dict[str, Any]) -> None:
     for name, entry in models.items():
         if not isinstance(entry, dict):
             continue
+        own = entry_keys(entry["type"]) if entry.get("type") in HYPERPARAMETERS else allowed
         for key in entry:
-            if key in allowed:
+            if key in own:
                 continue
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+            if key in allowed:
+                raise SoundharvestError(
+                    f"config: models.{name}: {key!r} is not a setting of model type "
+                    f"{entry['type']!r} (remove it); that type takes {', '.join(own)}"
+                )
+            close = difflib.get_close_matches(str(key), sorted(own), n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}?" if close else "remove it"
             raise SoundharvestError(
                 f"config: models.{name}: unknown key {key!r} ({hint}); a model entry takes "
                 f"{', '.join(sorted(allowed))}"
             )
+
+
+def _fill_model_defaults(config: dict[str, Any]) -> None:
+    """Each model entry's own hyperparameters at their defaults where not given: the defaults
+    of its type's class (:mod:`soundharvest.hparams`), written there once."""
+    from .hparams import HYPERPARAMETERS, NOT_ENTRY_KEYS
+
+    for entry in (config.get("models") or {}).values():
+        if isinstance(entry, dict) and entry.get("type") in HYPERPARAMETERS:
+            for key, value in HYPERPARAMETERS[entry["type"]]().to_dict().items():
+                if key not in NOT_ENTRY_KEYS:
+                    entry.setdefault(key, value)
 
 
 def validate_config(config: dict[str, Any], schema_path: Pathlike = SCHEMA) -> dict[str, Any]:
@@ -156,6 +178,7 @@ def validate_config(config: dict[str, Any], schema_path: Pathlike = SCHEMA) -> d
     schema = load_schema(schema_path)
     _check_model_keys(config, schema)
     config = _fill_defaults(copy.deepcopy(dict(config)), schema)
+    _fill_model_defaults(config)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:

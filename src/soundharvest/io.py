@@ -141,6 +141,19 @@ def write_tsv(path: Pathlike, frame) -> None:
         frame.to_csv(tmp, sep="\t", index=False)
 
 
+def read_tsv(path: Pathlike, what: str, fix: str):
+    """A TSV file as a DataFrame, or a one-line error naming the file, what it should be and the
+    fix (``what`` = ``"sweep table"``, ``fix`` = ``"re-run its chunk"``, say)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, sep="\t")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise SoundharvestError(
+            f"{path}: cannot read the {what} ({type(e).__name__}: {e}); {fix}"
+        ) from None
+
+
 def save_npy(path: Pathlike, array: np.ndarray) -> None:
     """Save ``array`` as ``.npy`` atomically."""
     array = np.asarray(array)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from .io import Pathlike, SoundharvestError, write_text
+from .io import Pathlike, SoundharvestError, read_tsv, write_text
 
 #: Models that are not trained: the bars a trained model has to clear.
 BASELINES = ("raw", "pca")
@@ -96,12 +96,7 @@ def _cell(row: Mapping[str, Any], col: str) -> str:
 
 
 def _read(path: Pathlike, what: str) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, sep="\t")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise SoundharvestError(
-            f"{path}: cannot read the {what} ({type(e).__name__}); re-run the summary rule"
-        ) from None
+    frame = read_tsv(path, what, "re-run the summary rule")
     missing = {"kind", "model"} - set(frame.columns)
     if missing:
         raise SoundharvestError(

@@ -40,13 +40,23 @@ from torch import nn
 
 from .encoder import resolve_device, save_weights
 from .features import bin_frequencies
+from .hparams import (
+    CLASSIFIER_LOSSES,
+    HYPERPARAMETERS,
+    AcaiHyperparameters,
+    ClassifierHyperparameters,
+    ContrastiveHyperparameters,
+    Hyperparameters,
+)
 from .io import Pathlike, SoundharvestError, atomic_path, write_tsv
 from .loader import BLOCK_ROWS, ClipPositives, ShardReader
 from .models import autoencoder_of, build_model, context_of, resolve_arch
 
 log = logging.getLogger("soundharvest")
 
-FORMAT_VERSION = 1
+#: The weights' metadata and the checkpoint's fingerprint. 2 (session 12): every objective's own
+#: hyperparameters from its class (:mod:`soundharvest.hparams`), nothing of another's.
+FORMAT_VERSION = 2
 #: Columns of the curves TSV (frames seen, then means over the logging window).
 CURVE_COLUMNS = [
     "frames",
@@ -112,8 +122,14 @@ class Objective:
     :param amp_dtype: autocast dtype (``torch.bfloat16`` on GPU) or ``None`` for float32.
     :param scheduled: the learning rate will change during training (:meth:`set_lr_factor`);
         on CUDA it is then held in a tensor, so that a captured CUDA graph reads the new value.
+    :param bin_hz: the frequency of each input bin (a pitch shift needs them).
+    :param hparams: the objective's own hyperparameters (an instance of :attr:`hparams_type`);
+        default: ``hparams_type`` of the keyword arguments ``values`` (an unknown one is an
+        error naming it).
     """
 
+    #: The class of this objective's own hyperparameters (:mod:`soundharvest.hparams`).
+    hparams_type: type[Hyperparameters] = Hyperparameters
     needs_pairs = False
     #: The training loop hands the query label of each datapoint after its clip id.
     needs_labels = False
@@ -128,12 +144,22 @@ class Objective:
         seed: int = 0,
         amp_dtype: torch.dtype | None = None,
         scheduled: bool = False,
-        **hparams: Any,
+        bin_hz: Sequence[float] | None = None,
+        hparams: Hyperparameters | None = None,
+        **values: Any,
     ) -> None:
         self.model = model
         self.device = next(model.parameters()).device
         self.amp_dtype = amp_dtype
+        if hparams is None:
+            hparams = self.hparams_type.from_dict(values, where=type(self).__name__)
+        elif values or type(hparams) is not self.hparams_type:
+            raise SoundharvestError(
+                f"{type(self).__name__}: give its {self.hparams_type.__name__} or keyword "
+                "hyperparameters, not both"
+            )
         self.hparams = hparams
+        self.bin_hz = None if bin_hz is None else list(bin_hz)
         cuda = self.device.type == "cuda"
         # One Adam over all parameter groups (Adam is per-parameter, so this equals one optimiser
         # per network); fused kernels on CUDA, and capturable so a CUDA graph can hold the step.
@@ -218,10 +244,11 @@ class AeObjective(Objective):
 class AcaiObjective(Objective):
     """ACAI: autoencoder plus critic, both updated from one forward pass.
 
-    Hyper-parameters: ``advweight`` (lambda, default 0.5) and ``reg`` (gamma, default 0.2), the
-    reference implementation's defaults.
+    Hyper-parameters: :class:`~soundharvest.hparams.AcaiHyperparameters` (``advweight``,
+    lambda, 0.5, and ``reg``, gamma, 0.2: the reference implementation's defaults).
     """
 
+    hparams_type = AcaiHyperparameters
     metric_names = tuple(METRICS)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -236,8 +263,8 @@ class AcaiObjective(Objective):
         return torch.rand(batch, 1, device=self.device, generator=self.generator) * 0.5
 
     def losses(self, x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        advweight = float(self.hparams.get("advweight", 0.5))
-        reg = float(self.hparams.get("reg", 0.2))
+        advweight = float(self.hparams.advweight)
+        reg = float(self.hparams.reg)
         ae, critic = self.model.autoencoder, self.model.critic
         b = x.shape[0]
         z = ae.encode(x)
@@ -340,16 +367,13 @@ class ContrastiveObjective(Objective):
     the share of anchors whose closest code in the batch is a positive.
     """
 
+    hparams_type: type[Hyperparameters] = ContrastiveHyperparameters
     needs_pairs = True
     metric_names = ("nce_loss", "recon_loss", "label_loss", None, None, "top1")
 
     def _jitter(self) -> tuple[float, float, float]:
         h = self.hparams
-        return (
-            float(h.get("gain_jitter", 0.0)),
-            float(h.get("eq_jitter", 0.0)),
-            float(h.get("pitch_jitter", 0.0)),
-        )
+        return float(h.gain_jitter), float(h.eq_jitter), float(h.pitch_jitter)
 
     def draws(self) -> int:
         """Columns of :meth:`draw`: the level change, the equaliser's coefficients (with
@@ -391,7 +415,7 @@ class ContrastiveObjective(Objective):
         return (anchor + shift.to(anchor.dtype)).clamp(0.0, 1.0)
 
     def _bin_hz(self, device: torch.device) -> torch.Tensor:
-        hz = self.hparams.get("bin_hz")
+        hz = self.bin_hz
         if hz is None:
             raise SoundharvestError(
                 "pitch_jitter: the bins' frequencies are unknown; train() sets them from the "
@@ -402,8 +426,8 @@ class ContrastiveObjective(Objective):
         return self._hz
 
     def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tau = float(self.hparams.get("temperature", 0.1))
-        recon_weight = float(self.hparams.get("recon_weight", 0.0))
+        tau = float(self.hparams.temperature)
+        recon_weight = float(self.hparams.recon_weight)
         b = x.shape[0]
         n_draw = self.draws()
         anchor = self.augment(x[:, 0], noise)
@@ -421,7 +445,7 @@ class ContrastiveObjective(Objective):
         else:
             recon = nan
         total = nce + recon_weight * recon if recon_weight > 0 else nce
-        label_weight = float(self.hparams.get("label_weight", 0.0))
+        label_weight = float(self.hparams.label_weight)
         if label_weight > 0:
             if noise.shape[1] < n_draw + 2:
                 raise SoundharvestError(
@@ -457,10 +481,6 @@ def supcon_loss(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return -(lg.log_softmax(dim=1) * pos).sum(dim=1).div(n_pos).mean()
 
     return 0.5 * (one_way(logits) + one_way(logits.T))
-
-
-#: The classifier's losses: plain cross-entropy and two that tolerate wrong labels.
-CLASSIFIER_LOSSES = ("ce", "gce", "bootstrap")
 
 
 def robust_loss(
@@ -499,8 +519,11 @@ class ClassifierObjective(ContrastiveObjective):
     ``accuracy`` (on the noisy labels, training batches).
     """
 
+    hparams_type = ClassifierHyperparameters
     needs_labels = True
     metric_names = ("loss", None, "ce", None, None, "accuracy")
+    #: Hard bootstrapping's beta (``loss: bootstrap``), Reed et al.'s value.
+    bootstrap_beta = 0.8
 
     def losses(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n_draw = self.draws()
@@ -513,10 +536,7 @@ class ClassifierObjective(ContrastiveObjective):
         logits = self.model.logits(torch.cat([anchor, x[:, 1]])).float()
         y = torch.cat([labels, labels])
         h = self.hparams
-        loss = robust_loss(
-            logits, y, str(h.get("loss", "gce")), float(h.get("gce_q", 0.7)),
-            float(h.get("bootstrap_beta", 0.8)),
-        )  # fmt: skip
+        loss = robust_loss(logits, y, h.loss, float(h.gce_q), self.bootstrap_beta)
         with torch.no_grad():
             ce = torch.nn.functional.cross_entropy(logits, y)
             acc = (logits.argmax(dim=1) == y).float().mean()
@@ -735,46 +755,32 @@ def _fingerprint(**kw: Any) -> dict[str, Any]:
 class TrainSettings:
     """What a training run learns: the model type, its architecture and every hyperparameter.
 
-    Validated once, on construction; :meth:`of` builds one from keyword arguments and names an
-    unknown key in one line (``batch_sise``). The weights' metadata (:meth:`metadata`) and the
-    checkpoint's fingerprint (:func:`_fingerprint_of`) derive from it. How a run executes
-    (device, threads, checkpoints, logging) is not a setting: those are :func:`train`'s own
-    keyword arguments.
+    The settings every model type shares are fields here; an objective's own hyperparameters
+    are its class in :mod:`soundharvest.hparams` (``hparams``: ACAI's lambda and gamma, the
+    contrastive temperature and augmentations, the classifier's loss). Validated once, on
+    construction; :meth:`of` builds one from flat keyword arguments and names, in one line, a
+    key that is no setting (``batch_sise``) or not one of this model type's (``temperature``
+    for ``ae``). The weights' metadata (:meth:`metadata`) and the checkpoint's fingerprint
+    (:func:`_fingerprint_of`) derive from it. How a run executes (device, threads,
+    checkpoints, logging) is not a setting: those are :func:`train`'s own keyword arguments.
 
     :param model_type: ``acai``, ``ae``, ``random`` (initialised, never trained),
         ``contrastive``, ``classifier``, or any type registered in
-        :data:`soundharvest.models.MODEL_TYPES` and :data:`OBJECTIVES`.
+        :data:`soundharvest.models.MODEL_TYPES`, :data:`OBJECTIVES` and
+        :data:`soundharvest.hparams.HYPERPARAMETERS`.
     :param arch: architecture dict or preset name (:func:`soundharvest.models.resolve_arch`).
     :param frames: training budget in datapoints seen, frames (windows for a model with
         context) (the last batch is cut to hit it exactly).
     :param batch_size: frames per step (ACAI pairs frames within a batch).
-    :param lr: Adam learning rate of both networks (reference: 1e-4).
-    :param advweight: ACAI's lambda, weight of the critic term in the autoencoder loss (0.5).
-    :param reg: ACAI's gamma, critic regulariser mix (0.2).
-    :param seed: seeds the initial weights, the block order and alpha.
+    :param lr: Adam learning rate of every network (reference: 1e-4).
+    :param seed: seeds the initial weights, the block order and the objective's draws.
     :param normalize: the encoder's input normalisation: ``none`` (the thesis), ``frame``
         (each frame standardised over its bins) or ``bin`` (per-bin mean and std of a sample of
         up to :data:`BLOCK_ROWS` training frames, stored with the weights).
     :param lr_schedule: ``constant`` (the thesis) or ``cosine`` (decay to 0 over the budget,
         :func:`lr_factor`).
-    :param max_offset: pair objectives: largest distance in frames from a frame to its partner.
-    :param temperature: ``contrastive``: InfoNCE temperature on cosine similarities.
-    :param recon_weight: ``contrastive``: weight of an added reconstruction term (0: none).
-    :param positive_scope: pair objectives: ``clip`` (same clip, within ``max_offset``; no
-        labels used) or ``label`` (any frame of the same query label: weak supervision).
-    :param gain_jitter: ``contrastive``: random level change of each anchor frame, uniform in
-        +-``gain_jitter`` in the frames' scaled units (0.1 = 8 dB of the 80 dB range).
-    :param eq_jitter: ``contrastive``: random equaliser on each anchor, a mix of
-        :func:`eq_basis`'s curves with coefficients uniform in +-``eq_jitter`` (scaled units).
-    :param pitch_jitter: ``contrastive``: each anchor shifted in pitch by up to
-        +-``pitch_jitter`` semitones (:func:`pitch_shift`; needs the feature kind in metadata).
-    :param label_weight: ``contrastive`` with ``positive_scope`` ``clip``: weight of an added
-        loss whose positives are all pairs of one query label (weak supervision; 0: none).
-    :param loss: ``classifier``: ``gce`` (default), ``ce`` or ``bootstrap`` (:func:`robust_loss`).
-    :param gce_q: ``classifier`` with ``gce``: the exponent q in (0, 1].
-    :param holdout: ``classifier``: the share of clips held out of training for calibration
-        (:func:`soundharvest.calibrate.held_out`); their datapoints are dropped from each batch
-        (the budget still counts the stream's datapoints).
+    :param hparams: the objective's own hyperparameters, of the model type's class (default:
+        that class's defaults).
     """
 
     model_type: str = "acai"
@@ -782,22 +788,10 @@ class TrainSettings:
     frames: int = 150_000
     batch_size: int = 256
     lr: float = 1e-4
-    advweight: float = 0.5
-    reg: float = 0.2
     seed: int = 0
     normalize: str = "none"
     lr_schedule: str = "constant"
-    max_offset: int = 8
-    temperature: float = 0.1
-    recon_weight: float = 0.0
-    positive_scope: str = "clip"
-    gain_jitter: float = 0.0
-    eq_jitter: float = 0.0
-    pitch_jitter: float = 0.0
-    label_weight: float = 0.0
-    loss: str = "gce"
-    gce_q: float = 0.7
-    holdout: float = 0.0
+    hparams: Hyperparameters | None = None
 
     def __post_init__(self) -> None:
         if self.model_type not in OBJECTIVES:
@@ -805,32 +799,49 @@ class TrainSettings:
                 f"model type {self.model_type!r}: unknown; use one of "
                 f"{', '.join(sorted(OBJECTIVES))}"
             )
+        own = HYPERPARAMETERS[self.model_type]
+        if self.hparams is None:
+            object.__setattr__(self, "hparams", own())
+        elif type(self.hparams) is not own:
+            raise SoundharvestError(
+                f"model type {self.model_type!r} takes {own.__name__}, not "
+                f"{type(self.hparams).__name__}"
+            )
         if not isinstance(self.frames, int) or self.frames < 0:
             raise SoundharvestError(
                 f"frames = {self.frames!r}: give a non-negative integer frame budget"
             )
         lr_factor(self.lr_schedule, 0, self.frames)  # an unknown schedule fails before any work
-        if self.loss not in CLASSIFIER_LOSSES:
-            raise SoundharvestError(
-                f"loss = {self.loss!r}: use one of {', '.join(CLASSIFIER_LOSSES)}"
-            )
-        if not 0.0 < float(self.gce_q) <= 1.0:
-            raise SoundharvestError(f"gce_q = {self.gce_q!r}: give a number in (0, 1]")
 
     @classmethod
     def of(cls, settings: TrainSettings | None = None, **overrides: Any) -> TrainSettings:
-        """``settings`` (default: the defaults) with ``overrides`` replaced.
+        """``settings`` (default: the defaults) with ``overrides`` replaced: shared settings
+        by name, the objective's own hyperparameters by name too (or whole, ``hparams=``).
 
-        :raises SoundharvestError: naming an override that is not a setting.
+        :raises SoundharvestError: naming an override that is not a setting, or not one of the
+            model type's.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
+        base = settings or cls()
+        shared = {f.name for f in fields(cls)} - {"hparams"}
+        own = {k: v for k, v in overrides.items() if k not in shared and k != "hparams"}
+        every = shared | {n for c in HYPERPARAMETERS.values() for n in c.names()}
+        unknown = sorted(set(own) - every)
         if unknown:
             raise SoundharvestError(
                 f"train: {', '.join(map(repr, unknown))} is not a training setting; the "
-                f"settings are {', '.join(sorted(known))}"
+                f"settings are {', '.join(sorted(every))}"
             )
-        return replace(settings or cls(), **overrides)
+        model_type = overrides.get("model_type", base.model_type)
+        if model_type not in OBJECTIVES:
+            cls(model_type=model_type)  # the one-line error for an unknown type
+        hparams = overrides.get("hparams")
+        if hparams is None:
+            kind = HYPERPARAMETERS[model_type]
+            kept = base.hparams.to_dict() if type(base.hparams) is kind else {}
+            hparams = kind.from_dict({**kept, **own}, where=f"train: model type {model_type!r}")
+        elif own:
+            raise SoundharvestError("train: give hparams= or its fields by name, not both")
+        return replace(base, **{k: overrides[k] for k in overrides if k in shared}, hparams=hparams)
 
     #: Keys of a workflow ``models:`` entry that are not settings of the same name.
     ENTRY_KEYS = {"type": "model_type", "architecture": "arch"}
@@ -846,9 +857,9 @@ class TrainSettings:
         """
         kw = {k: v for k, v in entry.items() if k not in cls.ENTRY_KEYS}
         kw.setdefault("frames", 0)  # a model that is never trained needs no budget
-        classifier = entry["type"] == "classifier"
-        return cls.of(model_type=entry["type"], arch=arch, holdout=holdout if classifier else 0.0,
-                      **kw)  # fmt: skip
+        if "holdout" in HYPERPARAMETERS[entry["type"]].names():
+            kw["holdout"] = holdout
+        return cls.of(model_type=entry["type"], arch=arch, **kw)
 
     @property
     def objective(self) -> type[Objective] | None:
@@ -861,11 +872,17 @@ class TrainSettings:
 
     @property
     def needs_labels(self) -> bool:
-        return self.objective is not None and bool(self.objective.needs_labels or self.label_weight)
+        label_weight = float(getattr(self.hparams, "label_weight", 0.0))
+        return self.objective is not None and bool(self.objective.needs_labels or label_weight)
+
+    def hparam(self, name: str, default: Any = None) -> Any:
+        """One of the objective's hyperparameters, ``default`` where it has no such one."""
+        return getattr(self.hparams, name, default)
 
     def metadata(self, arch: Mapping[str, Any], in_dim: int, extra: Mapping[str, Any]) -> dict:
-        """The weights' metadata (``soundharvest`` key of the safetensors file)."""
-        meta: dict[str, Any] = {
+        """The weights' metadata (``soundharvest`` key of the safetensors file): the shared
+        settings, then the objective's own hyperparameters (:meth:`Hyperparameters.to_dict`)."""
+        return {
             "format_version": FORMAT_VERSION,
             "model_type": self.model_type,
             "arch": arch,
@@ -873,26 +890,11 @@ class TrainSettings:
             "seed": int(self.seed),
             "batch_size": int(self.batch_size),
             "lr": float(self.lr),
-            "advweight": float(self.advweight),
-            "reg": float(self.reg),
             "normalize": self.normalize,
             "lr_schedule": self.lr_schedule,
+            **self.hparams.to_dict(),
             "extra": dict(extra),
         }
-        if self.needs_pairs:
-            meta.update(
-                max_offset=int(self.max_offset),
-                temperature=float(self.temperature),
-                recon_weight=float(self.recon_weight),
-                positive_scope=self.positive_scope,
-                gain_jitter=float(self.gain_jitter),
-                eq_jitter=float(self.eq_jitter),
-                pitch_jitter=float(self.pitch_jitter),
-                **({"label_weight": float(self.label_weight)} if self.label_weight else {}),
-            )
-        if self.model_type == "classifier":
-            meta.update(loss=self.loss, gce_q=float(self.gce_q), holdout=float(self.holdout))
-        return meta
 
 
 # --------------------------------------------------------------------------------------------
@@ -925,7 +927,8 @@ def _bin_hz(
     """The bins' frequencies where the front end or a pitch shift needs them (and the arch
     that carries them for a logconv front end)."""
     bin_hz = arch.get("bin_hz")
-    if bin_hz is not None or not (arch["frontend"] == "logconv" or s.pitch_jitter > 0):
+    pitch = float(s.hparam("pitch_jitter", 0.0)) > 0
+    if bin_hz is not None or not (arch["frontend"] == "logconv" or pitch):
         return arch, bin_hz
     # The front end resamples the bins onto a log-frequency axis, and a pitch shift moves
     # them along it: both need their frequencies, which follow from the feature kind.
@@ -965,10 +968,10 @@ def _setup(
     model = build_model(s.model_type, reader.n_bins, arch, s.seed, normalize=s.normalize)
     model = model.to(dev)
     context, stride = context_of(model)
-    if context > 1 and s.recon_weight > 0:
+    if context > 1 and s.hparam("recon_weight", 0.0) > 0:
         raise SoundharvestError(
-            f"recon_weight = {s.recon_weight}: the decoder reconstructs single frames; with "
-            f"architecture.context = {context} set recon_weight: 0"
+            f"recon_weight = {s.hparams.recon_weight}: the decoder reconstructs single frames; "
+            f"with architecture.context = {context} set recon_weight: 0"
         )
     if s.normalize == "bin":
         # Per-bin statistics from the stream's first rows (a uniform sample: shards are shuffled).
@@ -982,13 +985,7 @@ def _setup(
                 f"model type {s.model_type!r} trains on pairs of frames of one clip: give the "
                 "concatenate files the shuffle read (positives)"
             )
-        pairs = ClipPositives(positives, s.max_offset, s.positive_scope)
-        if s.label_weight and s.positive_scope != "clip":
-            raise SoundharvestError(
-                f"label_weight = {s.label_weight} adds label positives to the clip scope's; "
-                f"with positive_scope {s.positive_scope!r} the labels decide already: set one "
-                "of them"
-            )
+        pairs = ClipPositives(positives, s.hparams.max_offset, s.hparams.positive_scope)
         reader = ShardReader(
             shard_paths, s.batch_size, seed=s.seed, device=dev, with_rows=True, **reader_options
         )
@@ -1035,16 +1032,7 @@ def _objective(s: TrainSettings, setup: _Setup, amp_dtype: torch.dtype | None) -
         lr=s.lr,
         seed=s.seed,
         amp_dtype=amp_dtype,
-        advweight=s.advweight,
-        reg=s.reg,
-        temperature=s.temperature,
-        recon_weight=s.recon_weight,
-        gain_jitter=s.gain_jitter,
-        eq_jitter=s.eq_jitter,
-        pitch_jitter=s.pitch_jitter,
-        label_weight=s.label_weight,
-        loss=s.loss,
-        gce_q=s.gce_q,
+        hparams=s.hparams,
         bin_hz=setup.bin_hz,
         scheduled=s.lr_schedule != "constant",
     )
@@ -1056,35 +1044,22 @@ def _fingerprint_of(
     block_rows: int,
     positives: Sequence[Pathlike] | None,
 ) -> dict[str, Any]:
-    """The settings a checkpoint must have been made with to be resumed from."""
-    pairs: dict[str, Any] = {}
-    if setup.pairs is not None:
-        pairs["pairs"] = [
-            s.max_offset,
-            s.temperature,
-            s.recon_weight,
-            s.positive_scope,
-            [str(p) for p in positives or ()],
-            *([s.gain_jitter] if s.gain_jitter else []),
-            *([["eq", s.eq_jitter]] if s.eq_jitter else []),
-            *([["pitch", s.pitch_jitter]] if s.pitch_jitter else []),
-            *([["label", s.label_weight]] if s.label_weight else []),
-            *([["classifier", s.loss, s.gce_q, s.holdout]] if s.model_type == "classifier" else []),
-        ]
+    """The settings a checkpoint must have been made with to be resumed from: the shared
+    settings, the objective's own hyperparameters, the pairs' sources and the shards."""
     reader = setup.reader
     return _fingerprint(
+        format_version=FORMAT_VERSION,
         model_type=s.model_type,
         arch=setup.arch,
         in_dim=setup.in_dim,
         batch_size=s.batch_size,
         lr=s.lr,
-        advweight=s.advweight,
-        reg=s.reg,
         seed=s.seed,
         block_rows=block_rows,
         **({} if s.normalize == "none" else {"normalize": s.normalize}),
         **({} if s.lr_schedule == "constant" else {"lr_schedule": s.lr_schedule}),
-        **pairs,
+        hparams=s.hparams.to_dict(),
+        **({"positives": [str(p) for p in positives or ()]} if setup.pairs is not None else {}),
         shards=[[p.name, n] for p, n in zip(reader.paths, reader.shard_rows, strict=True)],
     )
 
@@ -1156,8 +1131,9 @@ def _pair_batch(
     # partners as an uninterrupted one.
     prng = np.random.default_rng([int(s.seed), 7, frames_seen])
     rows_np = src_rows.numpy()
-    if s.model_type == "classifier" and s.holdout > 0:
-        keep = ~pairs.held_out(rows_np, s.holdout)  # clips kept for calibration
+    holdout = float(s.hparam("holdout", 0.0))
+    if holdout > 0:
+        keep = ~pairs.held_out(rows_np, holdout)  # clips kept for calibration
         rows_np = rows_np[keep]
         x = x[torch.from_numpy(keep).to(x.device)]
         if not len(rows_np):

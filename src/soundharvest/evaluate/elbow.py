@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from soundharvest.evaluate.metrics import METRIC_NAMES
-from soundharvest.io import SoundharvestError
+from soundharvest.io import SoundharvestError, read_tsv
 
 
 def chord_distances(
@@ -133,12 +133,7 @@ def merge_chunks(tsvs: Sequence[str | os.PathLike]) -> pd.DataFrame:
     frames = []
     cols: list[str] | None = None
     for p in tsvs:
-        try:
-            df = pd.read_csv(p, sep="\t")
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            raise SoundharvestError(
-                f"{p}: not a readable sweep TSV ({e}); re-run its chunk"
-            ) from None
+        df = read_tsv(p, "sweep table", "re-run its chunk")
         if "k" not in df.columns or "inertia" not in df.columns:
             raise SoundharvestError(f"{p}: missing column 'k' or 'inertia'; re-run its chunk")
         if cols is None:
