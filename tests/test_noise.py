@@ -170,3 +170,27 @@ def test_demo_with_many_off_topic_clips(tmp_path) -> None:
     assert kinds["n_off_topic"].sum() == n_off
     with pytest.raises(SoundharvestError, match="truth.json"):
         score_noise_against_truth(tmp_path / "noise.tsv", tmp_path, tmp_path / "x.tsv")
+
+
+def test_a_clip_without_frames_keeps_its_own_label(tmp_path) -> None:
+    """A clip of no frames at the end of one label's file starts where the next label's file
+    does: its vote row (NaN shares, never flagged) still belongs to its own label."""
+    from soundharvest.loader import ClipPositives
+    from soundharvest.noise import clip_votes
+
+    rng = np.random.default_rng(0)
+    clips = {
+        "a": [("a0", rng.uniform(0, 0.3, (20, 16))), ("a-empty", np.zeros((0, 16)))],
+        "b": [("b0", rng.uniform(0.7, 1, (20, 16)))],
+    }
+    concat = write_label_data(tmp_path, clips)
+    shards = write_shard(tmp_path, clips)
+    label_clusters_file(shards, shards[0].parent / "labels.json", None, tmp_path / "pred", k=2,
+                        features=SMALL_SPEC, sources=concat, votes_tsv=tmp_path / "v.tsv")  # fmt: skip
+    votes = pd.read_csv(tmp_path / "v.tsv", sep="\t", dtype={"label": str, "video_id": str})
+    row = votes.set_index("video_id").loc["a-empty"]
+    assert row["label"] == "a" and row["n_frames"] == 0 and np.isnan(row["own_share"])
+    from soundharvest.predict import Predictor
+
+    direct = clip_votes(Predictor.load(tmp_path / "pred").clusters, concat, ClipPositives(concat))
+    assert list(direct["label"]) == ["a", "a", "b"]

@@ -72,7 +72,8 @@ class ClipPositives:
         offset = 0
         clip_spans: list[tuple[int, int]] = []  # every clip's global rows, whatever the scope
         clip_ids: list[str] = []  # the video id of each of those clips
-        for src in sources:
+        clip_files: list[int] = []  # the input file of each (an empty clip has no row to say)
+        for file_index, src in enumerate(sources):
             src = Path(src)
             a = load_npy(src)
             index = index_path(src)
@@ -85,6 +86,7 @@ class ClipPositives:
             spans = read_index(index)
             clip_spans += [(offset + first, offset + first + n) for _vid, first, n in spans]
             clip_ids += [str(vid) for vid, _first, _n in spans]
+            clip_files += [file_index] * len(spans)
             if scope == "label":  # one span: the whole label file
                 spans = [("", 0, a.shape[0])] if a.shape[0] else []
             for _vid, first, n in spans:
@@ -107,6 +109,8 @@ class ClipPositives:
             -1, 2
         )
         self.clip_video_ids = [clip_ids[i] for i in by_start]
+        #: The input file (position in ``sources``) of each clip, in :attr:`clip_spans`' order.
+        self.clip_files = np.asarray([clip_files[i] for i in by_start], dtype=np.int64)
         self._held_out: dict[float, np.ndarray] = {}
 
     def held_out(self, rows: np.ndarray, share: float) -> np.ndarray:

@@ -128,9 +128,7 @@ def clip_votes(
             raise SoundharvestError(
                 f"{path}: label {label!r} is not one of the predictor's labels ({', '.join(names)})"
             )
-        inside = (spans[:, 0] >= clips.offsets[i]) & (spans[:, 0] < clips.offsets[i + 1])
-        if clips.offsets[i] == clips.offsets[i + 1]:  # an empty file: its clips have no rows
-            inside = (spans[:, 0] == clips.offsets[i]) & (spans[:, 1] == clips.offsets[i])
+        inside = clips.clip_files == i  # a clip without frames too
         for (a, b), vid in zip(spans[inside], vids[inside], strict=True):
             votes = np.empty(b - a, dtype=np.int64)
             for c in range(a, b, BLOCK_ROWS):
