@@ -130,3 +130,24 @@ def test_bad_shards_raise_one_line_errors(tmp_path: Path) -> None:
         ShardReader([ints], 8)
     with pytest.raises(SoundharvestError, match="not found"):
         ShardReader([tmp_path / "missing.npy"], 8)
+
+
+def test_a_shard_larger_than_memory_is_read_block_by_block(tmp_path: Path) -> None:
+    """Shards larger than RAM are mapped read-only and streamed: a private (copy-on-write) map
+    of a file larger than RAM + swap is refused (ENOMEM) where the kernel checks overcommit.
+    The shard here is a sparse file twice that size, so it costs no disk."""
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        pytest.skip("needs /proc/meminfo (Linux) to size the shard beyond RAM + swap")
+    kb = {ln.split(":")[0]: int(ln.split()[1]) for ln in meminfo.read_text().splitlines()}
+    size = 2 * 1024 * (kb["MemTotal"] + kb.get("SwapTotal", 0))
+    rows = size // (2 * N_BINS)
+    p = tmp_path / "shard-00.npy"
+    header = np.lib.format.open_memmap(p, mode="w+", dtype=np.float16, shape=(rows, N_BINS))
+    del header  # a sparse file: only the header is on disk
+    np.save(shard_side_paths(p)[0], np.zeros(0, np.int16))  # labels unused here
+    reader = ShardReader([p], batch_size=1024, block_rows=4096, prefetch=0)
+    assert len(reader) == rows
+    first = next(iter(reader.batches(0, 4096)))
+    assert first.shape == (1024, N_BINS) and first.dtype == torch.float32
+    assert float(first.abs().sum()) == 0.0  # the holes read as zeros

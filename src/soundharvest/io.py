@@ -211,15 +211,10 @@ def open_memmap_atomic(
             del mm
 
 
-def load_npy(path: Pathlike, mmap: bool = True, mode: str = "r") -> np.ndarray:
-    """Open a ``.npy`` file (memory-mapped by default) with a one-line error if it is broken.
-
-    :param mode: the memmap's mode: ``r`` (read-only), or ``c`` (copy-on-write: writable in
-        memory, never written back, for a reader that hands views to code that wants them
-        writable, like ``torch.from_numpy``).
-    """
+def load_npy(path: Pathlike, mmap: bool = True) -> np.ndarray:
+    """Open a ``.npy`` file (memory-mapped by default) with a one-line error if it is broken."""
     try:
-        return np.load(path, mmap_mode=mode if mmap else None, allow_pickle=False)
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise SoundharvestError(f"{path}: file not found") from None
     except (ValueError, OSError, EOFError) as e:

@@ -287,11 +287,12 @@ class ShardReader:
         self.prefetch = int(prefetch)
         self.dtype = dtype
         self._buffers = _BufferPool(self.prefetch + 2)
+        self._staging = _BufferPool(1)  # float16 blocks on their way to float32, never handed out
         self.arrays: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         n_bins = None
         for p in self.paths:
-            a = load_npy(p, mode="c")  # torch reads the blocks straight from the page cache
+            a = load_npy(p)
             if a.ndim != 2:
                 raise SoundharvestError(
                     f"{p}: shape {a.shape}, expected (n_rows, n_bins); re-run the shuffle stage"
@@ -371,10 +372,19 @@ class ShardReader:
             # prefetch thread) and not inside the training step. Into a reused buffer: a fresh
             # 67 MB one per block cost more in first-touch page faults than the copy itself,
             # and torch converts float16 to float32 7x faster than numpy (docs/benchmarks.md).
+            # The map is read-only (a copy-on-write map of a shard larger than RAM is refused:
+            # ENOMEM), so numpy copies it out and torch converts from that copy.
             want = src.dtype if self.dtype is None else _NUMPY_DTYPES[self.dtype]
-            buf = self._buffers.get((self.block_rows, src.shape[1]), want)[: len(src)]
+            shape = (self.block_rows, src.shape[1])
+            buf = self._buffers.get(shape, want)[: len(src)]
+            if want == src.dtype:
+                np.copyto(buf, src)
+            else:
+                stage = self._staging.get(shape, src.dtype)[: len(src)]
+                np.copyto(stage, src)
+                torch.from_numpy(buf).copy_(torch.from_numpy(stage))
+                del stage
             x = torch.from_numpy(buf)
-            x.copy_(torch.from_numpy(src))
         out = [x]
         if self.with_labels:
             y = torch.from_numpy(np.array(self.labels[shard][a:b], dtype=np.int64))
