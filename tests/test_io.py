@@ -159,7 +159,30 @@ _FULL_DISK_SCRIPT = textwrap.dedent(
         with open_memmap_atomic(full / "memmap.npy", (big // 4, 1), np.float32) as mm:
             mm[:] = 1.0  # without the reservation, this store would be a SIGBUS
 
+    def scratch_codes():
+        # label_clusters' one pass: the codes of 2,400 training frames (64 floats each, 614 KB)
+        # in a scratch file on the full filesystem.
+        from soundharvest.predict import label_clusters_file
+        from soundharvest.train import train
+
+        work = inputs / "lc"
+        if not work.exists():
+            work.mkdir()
+            items = []
+            for i, p in enumerate(frames):
+                concatenate([(f"v{i}", p)], work / f"l{i}.npy", work / f"l{i}.index.tsv")
+                items.append((f"l{i}", work / f"l{i}.npy"))
+            shuffle(items, [work / "shard-00.npy"], seed=0, memory_budget_mb=64)
+            train([work / "shard-00.npy"], work / "w.safetensors", work / "c.tsv", work / "c.png",
+                  model_type="random", arch={"hidden": [8], "latent": 64}, threads=1)
+        label_clusters_file(
+            [work / "shard-00.npy"], work / "labels.json", work / "w.safetensors", work / "pred",
+            k=2, features={"kind": "stft", "params": {"n_fft": 126}, "sample_rate": 16000},
+            sources=[work / "l0.npy", work / "l1.npy"], votes_tsv=work / "votes.tsv",
+            scratch_dir=full)
+
     cases = {
+        "label_clusters_scratch": scratch_codes,
         "save_npy": lambda: save_npy(full / "save.npy", np.ones(big, np.uint8)),
         "write_text": lambda: write_text(full / "text.txt", "x" * big),
         "write_wav": lambda: write_wav(full / "audio.wav", np.zeros(big // 2, np.float32)),

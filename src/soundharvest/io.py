@@ -175,7 +175,7 @@ def save_npy(path: Pathlike, array: np.ndarray) -> None:
             fh.write(memoryview(data.reshape(-1).view(np.uint8)))
 
 
-def _reserve(path: Path) -> None:
+def reserve_blocks(path: Path) -> None:
     """Allocate the disk blocks of ``path``'s current size (raises ``OSError(ENOSPC)``)."""
     if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
         return
@@ -203,7 +203,7 @@ def open_memmap_atomic(
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
         # Reserve the blocks now: the map is a sparse file, and a store into a page that the
         # full disk cannot back kills the process with SIGBUS instead of raising ENOSPC.
-        _reserve(tmp)
+        reserve_blocks(tmp)
         try:
             yield mm
             mm.flush()

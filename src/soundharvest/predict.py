@@ -44,7 +44,10 @@ from .io import (
     Pathlike,
     SoundharvestError,
     atomic_path,
+    disk_full_error,
+    is_disk_full,
     read_json,
+    reserve_blocks,
     write_json,
     write_tsv,
 )
@@ -544,10 +547,18 @@ def _training_codes(
         return
     width = clips.arrays[0].shape[1]
     with tempfile.TemporaryDirectory(prefix="soundharvest-codes-", dir=scratch_dir) as tmp:
-        codes = np.lib.format.open_memmap(
-            Path(tmp) / "codes.npy", mode="w+", dtype=np.float32,
-            shape=(clips.n_rows, encoder.dim(width)),
-        )  # fmt: skip
+        path = Path(tmp) / "codes.npy"
+        shape = (clips.n_rows, encoder.dim(width))
+        codes = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        try:
+            # The blocks up front: a scratch disk too small is one line here, not a SIGBUS
+            # when a store into the sparse map finds no block mid-pass.
+            reserve_blocks(path)
+        except OSError as e:
+            del codes
+            if is_disk_full(e):
+                raise disk_full_error(path, e) from None
+            raise
         try:
             yield clips, encode_sources(encoder, clips, codes)
         finally:
