@@ -376,12 +376,17 @@ def concatenate_batches(
     return concatenate(items, out_npy, out_index_tsv, dtype=dtype, n_bins=n_bins)
 
 
+def npy_stem(npy: Pathlike) -> str:
+    """A ``.npy`` file's name without the suffix: a concatenate-stage file's label
+    (``<label>.npy``), a shard's name (``shard-00.npy``)."""
+    p = Path(npy)
+    return p.name[: -len(".npy")] if p.name.endswith(".npy") else p.stem
+
+
 def index_path(npy: Pathlike) -> Path:
     """The concatenation index beside a concatenate-stage file: ``<label>.npy`` ->
     ``<label>.index.tsv`` (``video_id``, ``first_row``, ``n_rows`` of each clip)."""
-    p = Path(npy)
-    stem = p.name[: -len(".npy")] if p.name.endswith(".npy") else p.name
-    return p.with_name(f"{stem}.index.tsv")
+    return Path(npy).with_name(f"{npy_stem(npy)}.index.tsv")
 
 
 def read_index(index_tsv: Pathlike) -> list[tuple[str, int, int]]:
@@ -406,8 +411,7 @@ def shard_side_paths(shard_path: Pathlike) -> tuple[Path, Path]:
 
     :param shard_path: the shard's frames, ``<dir>/<name>.npy``.
     """
-    p = Path(shard_path)
-    stem = p.name[: -len(".npy")] if p.name.endswith(".npy") else p.name
+    p, stem = Path(shard_path), npy_stem(shard_path)
     return p.with_name(f"{stem}.labels.npy"), p.with_name(f"{stem}.rows.npy")
 
 

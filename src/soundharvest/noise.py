@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dataset import npy_stem
 from .io import Pathlike, SoundharvestError, read_json, write_tsv
 
 log = logging.getLogger("soundharvest.noise")
@@ -98,10 +99,6 @@ VOTE_COLUMNS = [
 ]
 
 
-def _label_of(path: Path) -> str:
-    return path.name[: -len(".npy")] if path.name.endswith(".npy") else path.stem
-
-
 def clip_votes(
     label_model: Any,
     sources: Sequence[Pathlike],
@@ -123,7 +120,7 @@ def clip_votes(
     spans, vids = clips.clip_spans, np.asarray(clips.clip_video_ids, dtype=object)
     rows = []
     for i, path in enumerate(Path(p) for p in sources):
-        label = _label_of(path)
+        label = npy_stem(path)
         if label not in label_id:
             raise SoundharvestError(
                 f"{path}: label {label!r} is not one of the predictor's labels ({', '.join(names)})"

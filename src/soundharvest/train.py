@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .dataset import npy_stem
 from .encoder import resolve_device, save_weights
 from .features import bin_frequencies
 from .hparams import (
@@ -47,6 +48,7 @@ from .hparams import (
     ClassifierHyperparameters,
     ContrastiveHyperparameters,
     Hyperparameters,
+    of_type,
 )
 from .io import Pathlike, SoundharvestError, atomic_path, write_tsv
 from .loader import BLOCK_ROWS, ClipPositives, ShardReader
@@ -832,11 +834,9 @@ class TrainSettings:
                 f"settings are {', '.join(sorted(every))}"
             )
         model_type = overrides.get("model_type", base.model_type)
-        if model_type not in OBJECTIVES:
-            cls(model_type=model_type)  # the one-line error for an unknown type
         hparams = overrides.get("hparams")
         if hparams is None:
-            kind = HYPERPARAMETERS[model_type]
+            kind = of_type(model_type)  # the one-line error for an unknown type
             kept = base.hparams.to_dict() if type(base.hparams) is kind else {}
             hparams = kind.from_dict({**kept, **own}, where=f"train: model type {model_type!r}")
         elif own:
@@ -964,7 +964,7 @@ def _setup(
                 "concatenate files the shuffle read (positives)"
             )
         # The head's labels: the concatenate files' names, in the shuffle's order.
-        arch = {**arch, "classes": [Path(p).name[: -len(".npy")] for p in positives]}
+        arch = {**arch, "classes": [npy_stem(p) for p in positives]}
     model = build_model(s.model_type, reader.n_bins, arch, s.seed, normalize=s.normalize)
     model = model.to(dev)
     context, stride = context_of(model)
