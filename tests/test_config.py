@@ -9,9 +9,11 @@ import yaml
 
 from soundharvest.config import validate_config
 from soundharvest.io import SoundharvestError
+from soundharvest.synth import training_programs as synth_training_programs
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAYS = sorted(p for p in (ROOT / "config").glob("*.yaml") if p.name != "config.yaml")
+EIGHT = ["brass", "flute", "guitar", "keyboard", "organ", "reed", "string", "vocal"]
 
 
 def merged(*paths: Path) -> dict:
@@ -92,6 +94,30 @@ def test_families8_overlay_renders_every_mapped_family_from_unheard_programs():
         count = sum(x["instrument_family_str"] == family for x in examples)
         assert count == e["notes_per_family"], family
         assert len(programs) >= 3 and not programs & training_programs(), (family, programs)
+
+
+def test_programs_a_demo_overlay_adds_are_held_out_of_its_disjoint_evaluation_set():
+    """config/recogniser.yaml trains its labels on more GM programs than the built-in table
+    (label_programs); the evaluation notes (as rule eval_set renders them, with
+    heard_programs) must come from none of them, for 4 and 8 families."""
+    from soundharvest.acquire.demo import DemoSource
+    from soundharvest.config import heard_programs, source_options
+    from soundharvest.evaluate.nsynth import eval_notes
+
+    config = validate_config(
+        merged(*(ROOT / "config" / f for f in ("config.yaml", "recogniser.yaml")))
+    )
+    heard = DemoSource(source_options(config)).programs_used()
+    extra = heard_programs(config)
+    assert {26, 27, 17, 74} <= set(extra) and not set(extra) & synth_training_programs()
+    for families in (config["eval_set"]["families"], EIGHT):
+        examples = eval_notes(families, 120, "disjoint", 0, exclude=extra)
+        played = {x["instrument"] for x in examples}
+        assert played and not played & heard, sorted(played & heard)
+    without = eval_notes(["guitar"], 120, "disjoint", 0)  # what the rule rendered before
+    assert {x["instrument"] for x in without} & heard == {26, 27}
+    assert heard_programs(merged(ROOT / "config" / "config.yaml")) == []
+    assert heard_programs({**config, "source": "local"}) == []
 
 
 def test_gmbank_overlay_points_the_evaluation_set_at_sf_gmbank():

@@ -269,6 +269,18 @@ def source_options(config: Mapping[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def heard_programs(config: Mapping[str, Any]) -> list[int]:
+    """GM programs the configured ``demo`` source plays beyond the built-in ones
+    (:func:`soundharvest.synth.training_programs`), e.g. through ``label_programs``: a
+    disjoint evaluation set must leave them out too. Empty for every other source."""
+    if config["source"] != "demo":
+        return []
+    from .acquire.demo import DemoSource
+    from .synth import training_programs
+
+    return sorted(DemoSource(source_options(config)).programs_used() - training_programs())
+
+
 def download_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """The source's options and the download settings, as the download library reads them.
 

@@ -273,6 +273,17 @@ def test_off_topic_kinds_sound_like_what_they_claim():
     assert seen == {"other_label", "speech", "silence"}
 
 
+def test_label_programs_of_a_built_in_label_keep_its_register():
+    """Adding the piccolo's neighbours to flute must not squeeze the label into the range all
+    of them share (74-91): compose() keeps each program to its own range instead."""
+    src = DemoSource({"programs_per_label": 5, "label_programs": {"flute": [73, 72, 74, 75]}})
+    spec = src.label_spec("flute")
+    assert spec.programs == (73, 72, 74, 75)
+    assert (spec.low, spec.high) == (synth.LABEL_PROGRAMS["flute"].low, 93)
+    capped = DemoSource({"label_programs": {"flute": [73, 72, 74, 75]}}).label_spec("flute")
+    assert capped.programs == (73, 72, 74)  # programs_per_label (3) caps an override too
+
+
 def test_programs_used_are_held_out_of_disjoint_eval_sets():
     assert DemoSource().programs_used() <= synth.training_programs()
     src = DemoSource({"label_programs": {"guitar": [26, 24]}})

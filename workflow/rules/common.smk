@@ -2,7 +2,8 @@ import sys
 from pathlib import Path
 
 from soundharvest.batch import assign_batches
-from soundharvest.config import missing_defaults_hint, model_instances, validate_config
+from soundharvest.config import heard_programs, missing_defaults_hint, model_instances
+from soundharvest.config import validate_config
 from soundharvest.config import source_options as _source_options
 from soundharvest.io import SoundharvestError
 

@@ -17,6 +17,9 @@ rule eval_set:
     params:
         eval_set=config["eval_set"],
         seed=config["seed"],
+        # Programs the demo source plays beyond its built-in ones (label_programs): a disjoint
+        # set leaves them out as well.
+        exclude=heard_programs(config),
     script:
         "../scripts/eval_set.py"
 

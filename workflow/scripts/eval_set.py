@@ -13,5 +13,6 @@ run_logged(
     e["notes_per_family"],
     programs=e["programs"],
     seed=snakemake.params.seed,
+    exclude=snakemake.params.exclude,
     soundfont=e["soundfont"],
 )

@@ -24,7 +24,10 @@ Options (``source_options`` in the config; defaults in :data:`DEFAULTS`):
     How many of a label's GM programs (most typical first, :data:`~soundharvest.synth.LABEL_PROGRAMS`)
     its clips use, e.g. flute + piccolo, nylon + steel + overdriven guitar.
 ``label_programs`` ({})
-    ``{label: [GM program numbers]}`` for labels outside the built-in table (or to override it).
+    ``{label: [GM program numbers]}`` for labels outside the built-in table (or to override it:
+    the label keeps its register and texture; ``programs_per_label`` caps the list too). The
+    workflow's disjoint evaluation set leaves these programs out
+    (:func:`soundharvest.config.heard_programs`).
 ``min_duration``, ``max_duration`` (8, 30)
     Clip length range in seconds, drawn log-uniformly (real results run from tens of seconds to
     many minutes; the default is scaled down to keep the demo run short).
@@ -544,12 +547,15 @@ class DemoSource(Source):
                 raise SoundharvestError(
                     f"config: source_options.label_programs.{label}: GM program numbers 0-127"
                 )
-            known = [PROGRAMS[p] for p in progs if p in PROGRAMS]
-            low = max([p.low for p in known], default=48)
-            high = min([p.high for p in known], default=84)
-            if low > high - 12:
-                low, high = 48, 84
             base = LABEL_PROGRAMS.get(label)
+            if base:  # the label's register; each program keeps to its own range (compose)
+                low, high = base.low, base.high
+            else:
+                known = [PROGRAMS[p] for p in progs if p in PROGRAMS]
+                low = max([p.low for p in known], default=48)
+                high = min([p.high for p in known], default=84)
+                if low > high - 12:
+                    low, high = 48, 84
             spec = LabelSpec(tuple(progs), low, high, base.texture if base else "melody")
         elif label in LABEL_PROGRAMS:
             spec = LABEL_PROGRAMS[label]

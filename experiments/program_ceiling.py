@@ -1,0 +1,124 @@
+"""Issue 21: how many GM programs per label can teach a family? An oracle ceiling, no training.
+
+A standardised multinomial logistic regression (the probe's recipe) is fitted on the STFT top
+frames of *clean, correctly labelled* notes of a family's training programs and scored on notes
+of the family's other (disjoint) programs. No search noise, no accompaniment, no model: what
+the frames themselves let a linear reader carry from some instruments of a family to the others.
+If this ceiling is below a bar, no loss or head reaches the bar with those training programs.
+
+Splits compared (``--splits``):
+
+- ``builtin``: the demo's built-in label programs (:data:`soundharvest.synth.LABEL_PROGRAMS`) of
+  the labels that map to each family; evaluation on the disjoint programs (as the workflow).
+- ``wide``: the programs ``config/recogniser.yaml`` gives the labels (``label_programs``);
+  evaluation on what stays disjoint.
+
+Notes: every program plays ``--notes`` notes, NSynth velocities, pitches drawn in its range
+(seeded); the soundfont is TimGM6mb unless ``--soundfont`` names another (the evaluation notes
+are rendered from it, the training notes always from TimGM6mb, as in the workflow).
+
+Run: ``.venv/bin/python experiments/program_ceiling.py`` (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import yaml
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from soundharvest import synth
+from soundharvest.acquire.demo import DemoSource
+from soundharvest.evaluate.nsynth import NSYNTH_VELOCITIES, load_label_families, render_note
+from soundharvest.features import compute_features
+
+ROOT = Path(__file__).resolve().parents[1]
+STFT = {"n_fft": 1024, "hop_length": 512, "window": "hann", "top_db": 80}
+LABELS = ["cello", "clarinet", "flute", "guitar", "organ", "piano", "saxophone", "trumpet"]
+LABELS += ["violin", "voice"]  # the default config's ten
+LABEL_FAMILY = {
+    k: v
+    for k, v in load_label_families(ROOT / "resources/label_families.tsv").items()
+    if k in LABELS
+}
+
+
+def top_frame(program: int, pitch: int, velocity: int, soundfont: str | None) -> np.ndarray:
+    frames, energy = compute_features(
+        render_note(program, pitch, velocity, soundfont), synth.SAMPLE_RATE, "stft", STFT
+    )
+    return frames[int(np.argmax(energy))]
+
+
+def notes_of(program: int, n: int, seed: int, soundfont: str | None) -> np.ndarray:
+    p = synth.PROGRAMS[program]
+    rng = synth.rng_for(seed, "ceiling", program)
+    pairs = [(k, v) for k in range(max(p.low, 21), min(p.high, 108) + 1) for v in NSYNTH_VELOCITIES]
+    pick = rng.choice(len(pairs), size=min(n, len(pairs)), replace=False)
+    return np.stack([top_frame(program, *pairs[i], soundfont) for i in pick])
+
+
+def split_programs(source: DemoSource, families: list[str]) -> dict[str, tuple[list, list]]:
+    """family -> (training programs of its labels, disjoint evaluation programs)."""
+    used = source.programs_used()
+    out = {}
+    for fam in families:
+        train = sorted(
+            {
+                p
+                for label, f in LABEL_FAMILY.items()
+                if f == fam
+                for p in source.label_spec(label).programs
+            }
+        )
+        out[fam] = (train, synth.eval_programs(fam, "disjoint", used))
+    return out
+
+
+def ceiling(split, n_notes, seed, soundfont):
+    Xtr, ytr, Xte, yte = [], [], [], []
+    for fam, (train, test) in split.items():
+        for p in train:
+            Xtr.append(notes_of(p, n_notes, seed, None))
+            ytr += [fam] * len(Xtr[-1])
+        for p in test:
+            Xte.append(notes_of(p, n_notes, seed + 1, soundfont))
+            yte += [fam] * len(Xte[-1])
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    clf.fit(np.concatenate(Xtr), ytr)
+    pred = clf.predict(np.concatenate(Xte))
+    yte = np.array(yte)
+    per = {f: accuracy_score(yte[yte == f], pred[yte == f]) for f in split}
+    return accuracy_score(yte, pred), per
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--families", default="guitar,vocal,organ,flute")
+    ap.add_argument("--splits", default="builtin,wide")
+    ap.add_argument("--notes", type=int, default=30, help="notes per program")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--soundfont", default=None, help="the evaluation notes' .sf2")
+    ap.add_argument("--config", default=str(ROOT / "config/recogniser.yaml"))
+    args = ap.parse_args()
+    families = args.families.split(",")
+    options = {
+        "builtin": {},
+        "wide": yaml.safe_load(Path(args.config).read_text())["search"]["demo"],
+    }
+    for name in args.splits.split(","):
+        source = DemoSource(options[name])
+        split = split_programs(source, families)
+        acc, per = ceiling(split, args.notes, args.seed, args.soundfont)
+        print(f"{name}: accuracy {acc:.3f} on disjoint programs (chance {1 / len(families):.3f})")
+        for fam, (train, test) in split.items():
+            print(f"  {fam:9s} {per[fam]:.3f}  train {train}  eval {test}")
+
+
+if __name__ == "__main__":
+    main()
