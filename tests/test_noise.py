@@ -45,6 +45,7 @@ def write_shard(root: Path, clips: dict[str, list[tuple[str, np.ndarray]]]) -> l
     (root / "shuffle").mkdir()
     np.save(root / "shuffle" / "shard-00.npy", x[perm].astype(np.float16))
     np.save(root / "shuffle" / "shard-00.labels.npy", y[perm])
+    np.save(root / "shuffle" / "shard-00.rows.npy", perm.astype(np.int64))  # global rows
     write_json(root / "shuffle" / "labels.json", labels)
     return [root / "shuffle" / "shard-00.npy"]
 
@@ -174,23 +175,32 @@ def test_demo_with_many_off_topic_clips(tmp_path) -> None:
 
 def test_a_clip_without_frames_keeps_its_own_label(tmp_path) -> None:
     """A clip of no frames at the end of one label's file starts where the next label's file
-    does: its vote row (NaN shares, never flagged) still belongs to its own label."""
+    does: its vote row (NaN shares, never flagged) still belongs to its own label. One at the
+    end of the last file starts past every row: it is encoded as nothing, not an IndexError
+    (what the recogniser config's run met)."""
     from soundharvest.loader import ClipPositives
     from soundharvest.noise import clip_votes
 
     rng = np.random.default_rng(0)
     clips = {
         "a": [("a0", rng.uniform(0, 0.3, (20, 16))), ("a-empty", np.zeros((0, 16)))],
-        "b": [("b0", rng.uniform(0.7, 1, (20, 16)))],
+        "b": [("b0", rng.uniform(0.7, 1, (20, 16))), ("b-empty", np.zeros((0, 16)))],
     }
     concat = write_label_data(tmp_path, clips)
     shards = write_shard(tmp_path, clips)
-    label_clusters_file(shards, shards[0].parent / "labels.json", None, tmp_path / "pred", k=2,
-                        features=SMALL_SPEC, sources=concat, votes_tsv=tmp_path / "v.tsv")  # fmt: skip
-    votes = pd.read_csv(tmp_path / "v.tsv", sep="\t", dtype={"label": str, "video_id": str})
-    row = votes.set_index("video_id").loc["a-empty"]
-    assert row["label"] == "a" and row["n_frames"] == 0 and np.isnan(row["own_share"])
+    from soundharvest.train import train
+
+    weights = tmp_path / "w.safetensors"
+    train(shards, weights, tmp_path / "c.tsv", tmp_path / "c.png", model_type="random",
+          arch={"hidden": [8], "latent": 3}, threads=1)  # fmt: skip
+    for w, out in ((None, "pred"), (weights, "pred-w")):  # raw frames, and codes of a model
+        label_clusters_file(shards, shards[0].parent / "labels.json", w, tmp_path / out, k=2,
+                            features=SMALL_SPEC, sources=concat, votes_tsv=tmp_path / "v.tsv")  # fmt: skip
+        votes = pd.read_csv(tmp_path / "v.tsv", sep="\t", dtype={"label": str, "video_id": str})
+        row = votes.set_index("video_id").loc["a-empty"]
+        assert row["label"] == "a" and row["n_frames"] == 0 and np.isnan(row["own_share"])
     from soundharvest.predict import Predictor
 
     direct = clip_votes(Predictor.load(tmp_path / "pred").clusters, concat, ClipPositives(concat))
-    assert list(direct["label"]) == ["a", "a", "b"]
+    assert list(direct["label"]) == ["a", "a", "b", "b"]
+    assert votes.set_index("video_id").loc["b-empty", "n_frames"] == 0

@@ -189,8 +189,10 @@ class ClipPositives:
     def span(self, first: int, stop: int) -> np.ndarray:
         """The stored frames (a memmap slice) of global rows ``[first, stop)``, which lie in
         one input file (one clip's rows, say)."""
+        if first == stop and 0 <= first <= self.n_rows:  # a clip without frames
+            return self.arrays[0][:0]
         i = int(np.searchsorted(self.offsets, first, side="right") - 1)
-        if stop > self.offsets[i + 1] or first < 0:
+        if first < 0 or stop < first or i + 1 >= len(self.offsets) or stop > self.offsets[i + 1]:
             raise SoundharvestError(f"rows {first}..{stop} span two concatenate files")
         return self.arrays[i][first - self.offsets[i] : stop - self.offsets[i]]
 

@@ -96,7 +96,8 @@ def encode_sources(encoder: Any, clips: Any, out: np.ndarray) -> np.ndarray:
             f"codes: {out.shape[0]} rows for the {clips.n_rows} rows of the concatenate files"
         )
     for a, b in clips.clip_spans:
-        out[a:b] = encoder.encode_sequence(clips.span(a, b))
+        if b > a:  # a clip without frames (all silent, say) has no codes
+            out[a:b] = encoder.encode_sequence(clips.span(a, b))
     return out
 
 
