@@ -120,6 +120,29 @@ def test_programs_a_demo_overlay_adds_are_held_out_of_its_disjoint_evaluation_se
     assert heard_programs({**config, "source": "local"}) == []
 
 
+def test_a_demo_store_per_set_of_demo_options():
+    """The demo renders its "videos" from its options under ids that do not depend on them: two
+    configs whose demo options differ (config/recogniser.yaml's label_programs, a noise level)
+    must not share a store, or the second run re-uses audio rendered for the first."""
+    from soundharvest.config import download_store
+
+    default = validate_config(merged(ROOT / "config" / "config.yaml"))
+    recogniser = validate_config(
+        merged(*(ROOT / "config" / f for f in ("config.yaml", "recogniser.yaml")))
+    )
+    noisier = validate_config(merged(ROOT / "config" / "config.yaml"))
+    noisier["search"]["demo"]["noise_db"] = [-30.0, -10.0]
+    stores = {download_store(c) for c in (default, recogniser, noisier)}
+    assert len(stores) == 3 and all(s.startswith("downloads/demo/") for s in stores)
+    assert download_store(
+        validate_config(merged(ROOT / "config" / "config.yaml"))
+    ) == download_store(default)
+    more_labels = validate_config(merged(ROOT / "config" / "config.yaml"))
+    more_labels["labels"]["banjo"] = ["banjo"]  # what a label finds is the store's business
+    assert download_store(more_labels) == download_store(default)
+    assert download_store({**default, "source": "youtube"}) == "downloads/youtube"
+
+
 def test_gmbank_overlay_points_the_evaluation_set_at_sf_gmbank():
     from soundharvest.synth import GMBANK
 

@@ -281,6 +281,22 @@ def heard_programs(config: Mapping[str, Any]) -> list[int]:
     return sorted(DemoSource(source_options(config)).programs_used() - training_programs())
 
 
+def download_store(config: Mapping[str, Any]) -> str:
+    """The folder of the configured source's download store, ``<downloads>/<source>``.
+
+    A real video is the same whatever the options that found it, so one store serves every
+    config. The ``demo`` source's "videos" are rendered from its options (programs, noise,
+    off-topic share, ...) under ids that deliberately do not depend on them (a changed share
+    turns some clips off-topic and leaves every other clip as it was): its store is
+    ``<downloads>/demo/<hash of the options>``, so a changed option renders afresh instead of
+    re-using audio made under other options.
+    """
+    store = PurePosixPath(config["downloads"], config["source"])
+    if config["source"] == "demo":
+        store = store / stable_hash(source_options(config))
+    return str(store)
+
+
 def download_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """The source's options and the download settings, as the download library reads them.
 
@@ -290,9 +306,7 @@ def download_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     opts = {**source_options(config), **config["download"], "ffmpeg": config["convert"]["ffmpeg"]}
     if opts.pop("archive"):
-        opts["download_archive"] = str(
-            PurePosixPath(config["downloads"], config["source"], "archive.txt")
-        )
+        opts["download_archive"] = str(PurePosixPath(download_store(config), "archive.txt"))
     return opts
 
 

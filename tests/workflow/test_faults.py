@@ -33,7 +33,16 @@ import pytest
 import soundfile as sf
 import torch
 from safetensors.torch import load_file
-from wfutil import SNAKEFILE, SNAKEMAKE, changed, snakemake, snapshot, tiny_config, write_config
+from wfutil import (
+    SNAKEFILE,
+    SNAKEMAKE,
+    changed,
+    demo_store,
+    snakemake,
+    snapshot,
+    tiny_config,
+    write_config,
+)
 
 from soundharvest.acquire.convert import convert_file
 from soundharvest.audio import decode, ffmpeg_exe, read_wav
@@ -145,13 +154,13 @@ def _same_bytes(a: Path, b: Path) -> None:
 
 def test_kill_during_download(tiny_run, tiny_copy):
     vid = _ok_video(tiny_copy)
-    store = tiny_copy / "downloads" / "demo"
+    store = demo_store(tiny_copy)
     for p in (store / vid).iterdir():
         p.unlink()
     # The killed command, run again as it was. (A download cannot be a target itself, and a
     # deleted download is not needed while its conversion exists: so force the rule.)
     args = ("results/catalog.csv", "--forcerun", "download")
-    tmp = run_and_kill(tiny_copy, args, r"downloads/demo/[^/]+/audio\.")
+    tmp = run_and_kill(tiny_copy, args, r"downloads/demo/[^/]+/[^/]+/audio\.")
     assert tmp.stat().st_size > 0 and tmp.name.startswith(".") and tmp.parent.name == vid
     assert not list((store / vid).glob("audio.*")) and not (store / vid / "status.json").exists()
 
@@ -160,7 +169,7 @@ def test_kill_during_download(tiny_run, tiny_copy):
     status = json.loads((store / f"{vid}.status.json").read_text())
     assert status["status"] == "ok" and status["cached"] is False  # fetched anew, not trusted
     audio = store / vid / Path(status["audio"]).name
-    _same_bytes(audio, tiny_run / "downloads" / "demo" / vid / audio.name)
+    _same_bytes(audio, demo_store(tiny_run) / vid / audio.name)
 
 
 def test_kill_during_a_convert_batch_redoes_only_its_unfinished_videos(tiny_run, tiny_copy):

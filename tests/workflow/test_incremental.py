@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from wfutil import ROOT, changed, snakemake, snapshot, write_config
+from wfutil import ROOT, changed, demo_store, snakemake, snapshot, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -122,9 +122,10 @@ def test_adding_a_label_fetches_only_its_videos(tiny_copy):
     touched = changed(before, snapshot(tiny_copy))
     # only the new label's search, downloads and conversions ran; nothing old was fetched
     assert {p.split("/")[2] for p in touched if p.startswith("results/search/")} == {"violin"}
-    batches = "downloads/demo/batches/"
+    store_dir = str(demo_store(tiny_copy).relative_to(tiny_copy))
+    batches = f"{store_dir}/batches/"
     store_touched = {
-        p.split("/")[2].split(".")[0]
+        p.removeprefix(f"{store_dir}/").split("/")[0].split(".")[0]
         for p in touched
         if p.startswith("downloads/") and not p.startswith(batches)
     }
@@ -161,7 +162,7 @@ def test_adding_a_label_fetches_only_its_videos(tiny_copy):
     snakemake(tiny_copy, "results/catalog.csv", "--forcerun", "download")
     assert {p for p, t in snapshot(tiny_copy).items() if p in audio and audio[p] != t} == set()
     for vid in new_ids & {Path(p).parent.name for p in audio}:
-        status = json.loads((tiny_copy / "downloads" / "demo" / f"{vid}.status.json").read_text())
+        status = json.loads((demo_store(tiny_copy) / f"{vid}.status.json").read_text())
         assert status["status"] == "ok" and status["cached"] is True
 
 

@@ -42,6 +42,13 @@ def tiny_config(**overrides) -> dict:
     return config
 
 
+def demo_store(workdir: Path) -> Path:
+    """The demo's download store of a run in ``workdir``: ``downloads/demo/<hash of the demo's
+    options>`` (soundharvest.config.download_store), the only one a test run makes."""
+    (store,) = (p for p in (workdir / "downloads" / "demo").iterdir() if p.is_dir())
+    return store
+
+
 def snapshot(workdir: Path) -> dict[str, int]:
     """mtime (ns) of every file the workflow wrote."""
     out = {}

@@ -40,7 +40,7 @@ checkpoint candidates:
 # sharing a store share a manifest only for the same videos).
 rule download:
     output:
-        f"{D}/{SOURCE}/batches/{{batch}}.tsv",
+        f"{STORE}/batches/{{batch}}.tsv",
     log:
         f"{LOGS}/download/{{batch}}.log",
     conda:
@@ -61,7 +61,7 @@ rule download:
 # redoing only the videos whose download changed.
 rule convert:
     input:
-        f"{D}/{SOURCE}/batches/{{batch}}.tsv",
+        f"{STORE}/batches/{{batch}}.tsv",
     output:
         f"{BATCHES}/convert/{{batch}}.tsv",
     log:

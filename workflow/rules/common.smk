@@ -2,7 +2,8 @@ import sys
 from pathlib import Path
 
 from soundharvest.batch import assign_batches
-from soundharvest.config import heard_programs, missing_defaults_hint, model_instances
+from soundharvest.config import download_store, heard_programs, missing_defaults_hint
+from soundharvest.config import model_instances
 from soundharvest.config import validate_config
 from soundharvest.config import source_options as _source_options
 from soundharvest.io import SoundharvestError
@@ -19,6 +20,8 @@ config.update(_validated)
 
 R = config["results"]
 D = config["downloads"]
+# The source's download store (the demo's depends on its options: config.download_store).
+STORE = download_store(config)
 SOURCE = config["source"]
 LABELS = sorted(config["labels"])
 KINDS = config["features"]["kinds"]

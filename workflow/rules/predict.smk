@@ -60,7 +60,7 @@ rule calibrate:
     params:
         calibration=config["calibration"],
         convert_dir=f"{R}/convert",
-        downloads=f"{D}/demo" if SOURCE == "demo" else "",
+        downloads=STORE if SOURCE == "demo" else "",
         seed=config["seed"],
     script:
         "../scripts/calibrate.py"
@@ -139,7 +139,7 @@ rule label_noise_truth:
     conda:
         "../../envs/evaluate.yaml"
     params:
-        downloads=f"{D}/demo",
+        downloads=STORE,
     script:
         "../scripts/label_noise_truth.py"
 

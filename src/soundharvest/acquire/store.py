@@ -1,6 +1,7 @@
 """The download store: one folder per video, kept apart from ``results/``, never fetched twice.
 
-Layout, under ``<downloads>/<source>/``::
+Layout, under ``<downloads>/<source>/`` (the demo's: ``<downloads>/demo/<options hash>/``,
+:func:`soundharvest.config.download_store`)::
 
     <video_id>/audio.<ext>     the audio stream as published
     <video_id>/info.json       what the source said about it
