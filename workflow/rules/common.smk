@@ -2,9 +2,13 @@ import sys
 from pathlib import Path
 
 from soundharvest.batch import assign_batches
-from soundharvest.config import download_store, heard_programs, missing_defaults_hint
-from soundharvest.config import model_instances
-from soundharvest.config import validate_config
+from soundharvest.config import (
+    download_store,
+    heard_programs,
+    missing_defaults_hint,
+    model_instances,
+    validate_config,
+)
 from soundharvest.config import source_options as _source_options
 from soundharvest.io import SoundharvestError
 
