@@ -10,7 +10,7 @@ Splits compared (``--splits``):
 
 - ``builtin``: the demo's built-in label programs (:data:`soundharvest.synth.LABEL_PROGRAMS`) of
   the labels that map to each family; evaluation on the disjoint programs (as the workflow).
-- ``wide``: the programs ``config/recogniser.yaml`` gives the labels (``label_programs``);
+- ``wide``: the programs ``config/wide_programs.yaml`` gives the labels (``label_programs``);
   evaluation on what stays disjoint.
 
 Notes: every program plays ``--notes`` notes, NSynth velocities, pitches drawn in its range
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--notes", type=int, default=30, help="notes per program")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--soundfont", default=None, help="the evaluation notes' .sf2")
-    ap.add_argument("--config", default=str(ROOT / "config/recogniser.yaml"))
+    ap.add_argument("--config", default=str(ROOT / "config/wide_programs.yaml"))
     args = ap.parse_args()
     families = args.families.split(",")
     options = {

@@ -97,7 +97,7 @@ def test_families8_overlay_renders_every_mapped_family_from_unheard_programs():
 
 
 def test_programs_a_demo_overlay_adds_are_held_out_of_its_disjoint_evaluation_set():
-    """config/recogniser.yaml trains its labels on more GM programs than the built-in table
+    """config/wide_programs.yaml trains its labels on more GM programs than the built-in table
     (label_programs); the evaluation notes (as rule eval_set renders them, with
     heard_programs) must come from none of them, for 4 and 8 families."""
     from soundharvest.acquire.demo import DemoSource
@@ -105,7 +105,9 @@ def test_programs_a_demo_overlay_adds_are_held_out_of_its_disjoint_evaluation_se
     from soundharvest.evaluate.nsynth import eval_notes
 
     config = validate_config(
-        merged(*(ROOT / "config" / f for f in ("config.yaml", "recogniser.yaml")))
+        merged(
+            *(ROOT / "config" / f for f in ("config.yaml", "recogniser.yaml", "wide_programs.yaml"))
+        )
     )
     heard = DemoSource(source_options(config)).programs_used()
     extra = heard_programs(config)
@@ -122,13 +124,15 @@ def test_programs_a_demo_overlay_adds_are_held_out_of_its_disjoint_evaluation_se
 
 def test_a_demo_store_per_set_of_demo_options():
     """The demo renders its "videos" from its options under ids that do not depend on them: two
-    configs whose demo options differ (config/recogniser.yaml's label_programs, a noise level)
+    configs whose demo options differ (config/wide_programs.yaml's label_programs, a noise level)
     must not share a store, or the second run re-uses audio rendered for the first."""
     from soundharvest.config import download_store
 
     default = validate_config(merged(ROOT / "config" / "config.yaml"))
     recogniser = validate_config(
-        merged(*(ROOT / "config" / f for f in ("config.yaml", "recogniser.yaml")))
+        merged(
+            *(ROOT / "config" / f for f in ("config.yaml", "recogniser.yaml", "wide_programs.yaml"))
+        )
     )
     noisier = validate_config(merged(ROOT / "config" / "config.yaml"))
     noisier["search"]["demo"]["noise_db"] = [-30.0, -10.0]
