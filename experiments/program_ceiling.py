@@ -38,13 +38,13 @@ from soundharvest.evaluate.nsynth import NSYNTH_VELOCITIES, load_label_families,
 from soundharvest.features import compute_features
 
 ROOT = Path(__file__).resolve().parents[1]
-STFT = {"n_fft": 1024, "hop_length": 512, "window": "hann", "top_db": 80}
-LABELS = ["cello", "clarinet", "flute", "guitar", "organ", "piano", "saxophone", "trumpet"]
-LABELS += ["violin", "voice"]  # the default config's ten
+DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+STFT = DEFAULT["features"]["stft"]  # the default run's frames
+#: The default config's labels and their NSynth families.
 LABEL_FAMILY = {
     k: v
     for k, v in load_label_families(ROOT / "resources/label_families.tsv").items()
-    if k in LABELS
+    if k in DEFAULT["labels"]
 }
 
 
