@@ -17,6 +17,9 @@ Notes: every program plays ``--notes`` notes, NSynth velocities, pitches drawn i
 (seeded); the soundfont is TimGM6mb unless ``--soundfont`` names another (the evaluation notes
 are rendered from it, the training notes always from TimGM6mb, as in the workflow).
 
+``--features envelope`` adds the note's level envelope from its onset to the loudest frame: what
+a reader of the note's attack and decay (not one spectrum) could carry across programs.
+
 Run: ``.venv/bin/python experiments/program_ceiling.py`` (about a minute).
 """
 
@@ -48,19 +51,38 @@ LABEL_FAMILY = {
 }
 
 
-def top_frame(program: int, pitch: int, velocity: int, soundfont: str | None) -> np.ndarray:
+#: Frames of level envelope ``--features envelope`` adds, from the note's onset (~2 s).
+ENVELOPE_FRAMES = 64
+
+
+def top_frame(
+    program: int, pitch: int, velocity: int, soundfont: str | None, features: str = "top"
+) -> np.ndarray:
+    """The note's loudest STFT frame; with ``features="envelope"`` followed by its level
+    envelope from the onset (the first frame within 40 dB of the loudest), in dB re the
+    loudest, clipped to 80 dB and scaled to [-1, 0]: how the note starts and decays."""
     frames, energy = compute_features(
         render_note(program, pitch, velocity, soundfont), synth.SAMPLE_RATE, "stft", STFT
     )
-    return frames[int(np.argmax(energy))]
+    top = frames[int(np.argmax(energy))]
+    if features == "top":
+        return top
+    level = 10 * np.log10(energy / energy.max() + 1e-10)
+    onset = int(np.argmax(level > -40))
+    env = np.full(ENVELOPE_FRAMES, -80.0)
+    part = level[onset : onset + ENVELOPE_FRAMES]
+    env[: len(part)] = np.clip(part, -80, 0)
+    return np.concatenate([top, env / 80])
 
 
-def notes_of(program: int, n: int, seed: int, soundfont: str | None) -> np.ndarray:
+def notes_of(
+    program: int, n: int, seed: int, soundfont: str | None, features: str = "top"
+) -> np.ndarray:
     p = synth.PROGRAMS[program]
     rng = synth.rng_for(seed, "ceiling", program)
     pairs = [(k, v) for k in range(max(p.low, 21), min(p.high, 108) + 1) for v in NSYNTH_VELOCITIES]
     pick = rng.choice(len(pairs), size=min(n, len(pairs)), replace=False)
-    return np.stack([top_frame(program, *pairs[i], soundfont) for i in pick])
+    return np.stack([top_frame(program, *pairs[i], soundfont, features) for i in pick])
 
 
 def split_programs(source: DemoSource, families: list[str]) -> dict[str, tuple[list, list]]:
@@ -80,14 +102,14 @@ def split_programs(source: DemoSource, families: list[str]) -> dict[str, tuple[l
     return out
 
 
-def ceiling(split, n_notes, seed, soundfont):
+def ceiling(split, n_notes, seed, soundfont, features="top"):
     Xtr, ytr, Xte, yte = [], [], [], []
     for fam, (train, test) in split.items():
         for p in train:
-            Xtr.append(notes_of(p, n_notes, seed, None))
+            Xtr.append(notes_of(p, n_notes, seed, None, features))
             ytr += [fam] * len(Xtr[-1])
         for p in test:
-            Xte.append(notes_of(p, n_notes, seed + 1, soundfont))
+            Xte.append(notes_of(p, n_notes, seed + 1, soundfont, features))
             yte += [fam] * len(Xte[-1])
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     clf.fit(np.concatenate(Xtr), ytr)
@@ -105,6 +127,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--soundfont", default=None, help="the evaluation notes' .sf2")
     ap.add_argument("--config", default=str(ROOT / "config/wide_programs.yaml"))
+    ap.add_argument(
+        "--features",
+        choices=("top", "envelope"),
+        default="top",
+        help="top: the loudest frame (the thesis' datapoint); envelope: plus the level "
+        "envelope of the note's first ~2 s",
+    )
     args = ap.parse_args()
     families = args.families.split(",")
     options = {
@@ -114,7 +143,7 @@ def main() -> None:
     for name in args.splits.split(","):
         source = DemoSource(options[name])
         split = split_programs(source, families)
-        acc, per = ceiling(split, args.notes, args.seed, args.soundfont)
+        acc, per = ceiling(split, args.notes, args.seed, args.soundfont, args.features)
         print(f"{name}: accuracy {acc:.3f} on disjoint programs (chance {1 / len(families):.3f})")
         for fam, (train, test) in split.items():
             print(f"  {fam:9s} {per[fam]:.3f}  train {train}  eval {test}")

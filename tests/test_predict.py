@@ -371,6 +371,61 @@ def test_predictor_answers_silent_and_rejects_nan_and_too_short_audio(trained, t
         assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
+def test_score_eval_whole_files_answer_as_predict_does(trained, tmp_path) -> None:
+    """The ``file_*`` figures are what ``soundharvest predict`` says on each note's file: the
+    same answers (``silent`` for a silent note), scored against the notes' families."""
+    import soundfile as sf
+
+    from soundharvest.evaluate.frames import eval_frames
+    from soundharvest.evaluate.nsynth import load_label_families, render_eval_set
+
+    nsynth = tmp_path / "nsynth"
+    notes = render_eval_set(nsynth, ["flute", "organ"], 4, programs="overlap", seed=1)
+    silent = notes["note_str"].iloc[0]
+    sf.write(nsynth / "audio" / f"{silent}.wav", np.zeros(64000, dtype=np.int16), 16000)
+    table = eval_frames(nsynth, tmp_path / "frames.npy", tmp_path / "notes.tsv", "stft", {})
+    pred_dir = trained["root"] / "pred"
+    pred = Predictor.load(pred_dir)
+    np.save(tmp_path / "codes.npy", pred.encode(np.load(tmp_path / "frames.npy")))
+    row = score_eval_file(
+        tmp_path / "codes.npy",
+        tmp_path / "notes.tsv",
+        pred_dir,
+        FAMILIES_TSV,
+        tmp_path / "score.tsv",
+        tmp_path / "confusion.png",
+        nsynth_dir=nsynth,
+        out_answers_tsv=tmp_path / "answers.tsv",
+    )
+    answers = pd.read_csv(tmp_path / "answers.tsv", sep="\t", keep_default_na=False)
+    assert answers["note_str"].tolist() == table["note_str"].tolist()
+    fam = load_label_families(FAMILIES_TSV)
+    expected = []
+    for key in table["note_str"]:
+        res = pred.predict_file(nsynth / "audio" / f"{key}.wav")
+        expected.append(res["answer"])
+    assert answers["answer"].tolist() == expected
+    by_note = answers.set_index("note_str")
+    assert by_note.loc[silent, "answer"] == "silent" and by_note.loc[silent, "closed_family"] == ""
+    family = table.set_index("note_str")["family"]
+    right = [fam.get(a) == family[k] for k, a in zip(table["note_str"], expected, strict=True)]
+    assert row["file_accuracy"] == pytest.approx(round(float(np.mean(right)), 4))
+    assert row["file_rejected"] == pytest.approx(
+        round(float(np.isin(expected, ["unknown", "silent"]).mean()), 4)
+    )
+    assert row["file_rejected"] >= 1 / len(table)  # the silent note at least
+    # The closed set: flute and organ are the only labels, so every voiced note's choice is
+    # its most probable label's family, and the silent note's is empty (wrong).
+    voiced = answers[answers["answer"] != "silent"]
+    assert (voiced["closed_family"] == voiced["label"].map(fam)).all()
+    assert row["file_closed_accuracy"] == pytest.approx(
+        round(float((answers["closed_family"] == answers["family"]).mean()), 4)
+    )
+    assert set(pd.read_csv(tmp_path / "score.tsv", sep="\t").columns) >= {
+        "file_accuracy", "file_closed_accuracy", "file_rejected"
+    }  # fmt: skip
+
+
 def _wav_of(path: Path, tmp_path: Path) -> Path:
     from soundharvest.audio import decode, write_wav_file
 
@@ -453,6 +508,12 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
     assert got["unknown_because"] == "atypical"
     assert "unknown (unlike the training audio; best guess" in format_result(got)
     assert read_json(d / "calibration.json")["distance_share"] == 0.5
+    # Beside the ECE, the noise a perfectly calibrated predictor shows on as many test clips.
+    from soundharvest.calibrate import ece_floor
+
+    test = clips[(clips["set"] == "test") & (clips["voiced_frames"] > 0)]
+    assert cal["n_test"] == len(test) and cal["n_test"] > 0
+    assert cal["ece_floor"] == pytest.approx(ece_floor(test["confidence"].to_numpy()), abs=1e-4)
     # No clip held out (calibration.holdout: 0): a warning, temperature 1 and no 'unknown'
     # threshold from clips, not a crash.
     none = calibrate_file(

@@ -14,6 +14,7 @@ from test_contrastive import make_clips
 
 from soundharvest.calibrate import (
     choose_threshold,
+    ece_floor,
     expected_calibration_error,
     fit_temperature,
     held_out,
@@ -200,6 +201,20 @@ def test_ece_is_zero_when_confidence_is_accuracy_and_large_when_overconfident() 
         pytest.approx(0.45)
     )
     assert np.isnan(expected_calibration_error(np.zeros(0), np.zeros(0)))
+
+
+def test_ece_floor_is_the_noise_a_calibrated_predictor_shows_on_few_clips() -> None:
+    rng = np.random.default_rng(2)
+    conf = rng.uniform(0.3, 0.9, 1000)
+    small, large = ece_floor(conf[:24]), ece_floor(conf)
+    # On 24 clips a calibrated predictor's ECE is far above a 0.05 bar, on 1,000 close to it.
+    assert 0.1 < small < 0.35 and large < 0.05 and large < small / 3
+    # It is the ECE that calibrated outcomes actually give: simulate them apart.
+    sims = [expected_calibration_error(conf[:24], rng.random(24) < conf[:24]) for _ in range(3000)]
+    assert small == pytest.approx(np.mean(sims), rel=0.05)
+    # Certain answers are always right: no noise; seeded: the same confidences, the same floor.
+    assert ece_floor(np.ones(10)) == 0.0
+    assert ece_floor(conf[:24]) == small and np.isnan(ece_floor(np.zeros(0)))
 
 
 def test_threshold_rejects_the_asked_share_of_on_topic_clips() -> None:

@@ -35,9 +35,12 @@ RANKING = ("probe_accuracy", "accuracy", "nmi@k={k}", "purity@k={k}")
 #: Shown after the ``probe_*`` columns, in this order, where present.
 SHOWN = (
     "nmi@k={k}", "purity@k={k}", "accuracy", "balanced_accuracy", "closed_accuracy",
+    # What `soundharvest predict` answers on the notes' whole files (evaluate.scoring).
+    "file_accuracy", "file_closed_accuracy", "file_rejected",
     # How honest the predictor is (soundharvest.calibrate): calibration error on held-out
     # clips, and the shares of off-topic + synthetic and of on-topic clips it rejects.
-    "ece", "open_set_rejected", "open_set_handled", "on_topic_rejected",
+    # ece_floor: what a perfectly calibrated predictor would show on as many clips.
+    "ece", "ece_floor", "open_set_rejected", "open_set_handled", "on_topic_rejected",
 )  # fmt: skip
 
 #: Snakemake's report centres its first screen vertically, which cuts off the top of a

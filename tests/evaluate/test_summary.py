@@ -40,6 +40,7 @@ def test_summary_groups_seeds_and_gives_their_spread(tmp_path):
                 "k": 8,
                 "accuracy": [0.5, 0.6, 0.7, 0.45],
                 "balanced_accuracy": [0.5, 0.6, 0.7, 0.45],
+                "file_accuracy": [0.3, 0.4, 0.5, 0.2],
             }
         ),
     )
@@ -82,6 +83,10 @@ def test_summary_groups_seeds_and_gives_their_spread(tmp_path):
     assert by.loc["acai", "ari@k=4"] == pytest.approx(0.20)
     assert by.loc["acai", "accuracy"] == pytest.approx(0.6)
     assert by.loc["acai", "accuracy_std"] == pytest.approx(0.1)
+    # what predict answers on the notes' files travels beside the codes' accuracy
+    assert rows.loc["raw", "file_accuracy"] == pytest.approx(0.2)
+    assert by.loc["acai", "file_accuracy"] == pytest.approx(0.4)
+    assert by.loc["acai", "file_accuracy_std"] == pytest.approx(0.1)
     assert by.loc["acai", "probe_accuracy"] == pytest.approx(0.8)  # mean of .7 .8 .9
     assert by.loc["acai", "probe_accuracy_std"] == pytest.approx(0.1)
     assert by.loc["acai", "probe_balanced_accuracy"] == pytest.approx(0.7)

@@ -129,7 +129,7 @@ def test_the_report_opens_on_the_summary_the_best_model_and_its_confusion(
     # the models' table: one row per model and kind of summary_by_model.tsv, its metrics
     by_model = pd.read_csv(tiny_report / "results" / "summary_by_model.tsv", sep="\t")
     table = re.sub(r"\s+", " ", page.text["summary-table"])
-    for column in ("nmi@k=2", "purity@k=2", "accuracy", "closed_accuracy"):
+    for column in ("nmi@k=2", "purity@k=2", "accuracy", "closed_accuracy", "file_accuracy"):
         assert column in table
     for model in by_model["model"].unique():
         assert model in table

@@ -124,6 +124,16 @@ def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
     assert trained["synthetic_rejected"].between(0, 1).all()
     weak = summary[summary["kind"] == "stft"].set_index("model")["supervision"]
     assert weak["classifier"] == "weak" and weak["ae"] == "none"
+    # What `soundharvest predict` answers on the notes' whole files, beside the codes' figures.
+    for col in ("file_accuracy", "file_closed_accuracy", "file_rejected"):
+        assert trained[col].between(0, 1).all(), col
+    answers = pd.read_csv(tiny_run / "results/scores/stft/classifier.answers.tsv", sep="\t")
+    notes = pd.read_csv(tiny_run / "results/eval_frames/stft.notes.tsv", sep="\t")
+    assert answers["note_str"].tolist() == notes["note_str"].tolist()
+    row = summary[(summary["kind"] == "stft") & (summary["model"] == "classifier")].iloc[0]
+    assert row["file_accuracy"] == pytest.approx(
+        (answers["answer_family"] == answers["family"]).mean(), abs=1e-4
+    )
 
 
 def test_weak_recogniser_answers_through_its_head_and_calibration(tiny_run):

@@ -73,8 +73,11 @@ rule score_eval:
         predictor=f"{R}/predictor/{{kind}}/{{model}}/meta.json",
         calibration=f"{R}/predictor/{{kind}}/{{model}}/calibration.json",
         families=RESOURCES / "label_families.tsv",
+        # The notes' audio: what `soundharvest predict` answers on each note's file.
+        eval_set=eval_set_dir(),
     output:
         scores=f"{R}/scores/{{kind}}/{{model}}.tsv",
+        answers=f"{R}/scores/{{kind}}/{{model}}.answers.tsv",
         confusion=report(
             f"{R}/figures/{{kind}}/{{model}}.confusion.png",
             caption="../report/confusion.rst",

@@ -1,4 +1,5 @@
-"""Rule score_eval: the family of every evaluation note through the cluster -> label model."""
+"""Rule score_eval: the family of every evaluation note through the model's label model, from
+its code and from its whole file as `soundharvest predict` answers it."""
 
 from pathlib import Path
 
@@ -17,4 +18,6 @@ run_logged(
     out_confusion_tsv=snakemake.output.confusion_table,
     out_closed_confusion_tsv=snakemake.output.closed_confusion_table,
     calibration_json=snakemake.input.calibration,
+    nsynth_dir=snakemake.input.eval_set,
+    out_answers_tsv=snakemake.output.answers,
 )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import Pathlike, SoundharvestError, load_npy, save_npy, write_tsv
+from .scoring import FILE_COLUMNS
 
 # The array-level modules are imported inside the functions: each stage is its own process and
 # needs only one of them (torch for k-means, matplotlib for figures, umap for projections).
@@ -249,7 +250,7 @@ def summary_file(
     if score_tsvs:
         scores = pd.concat([pd.read_csv(p, sep="\t") for p in score_tsvs], ignore_index=True)
         keep = ["kind", "model", "k", "accuracy", "balanced_accuracy", "closed_accuracy"]
-        keep += list(CALIBRATION_COLUMNS)
+        keep += [*FILE_COLUMNS, *CALIBRATION_COLUMNS]
         keep = [c for c in keep if c in scores]
         scores = scores[keep].rename(columns={"k": "predictor_k"})
         summary = summary.merge(scores, on=["kind", "model"], how="left")
@@ -266,7 +267,8 @@ def summary_file(
 
 #: The predictor's calibration figures a score row carries (:mod:`soundharvest.calibrate`).
 CALIBRATION_COLUMNS = (
-    "ece", "on_topic_rejected", "open_set_rejected", "open_set_handled", "synthetic_rejected"
+    "ece", "ece_floor", "on_topic_rejected", "open_set_rejected", "open_set_handled",
+    "synthetic_rejected",
 )  # fmt: skip
 
 #: Columns of :func:`summarize_seeds`: the issue's comparison across training seeds.
@@ -281,7 +283,8 @@ def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
 
     Columns: ``kind, model, n_seeds`` (and ``supervision`` where the table has it), then
     ``<metric>`` and ``<metric>_std`` for purity, NMI and ARI at k = number of families, their
-    means over k <= 100, the accuracy of the cluster -> label model (where scored) and of the
+    means over k <= 100, the accuracy of the cluster -> label model (where scored: from the
+    notes' codes and from their whole files, :data:`~.scoring.FILE_COLUMNS`) and of the
     linear probe (:data:`PROBE_METRICS`, where probed). A model
     with one seed (or a baseline) has std NaN: a spread needs at least two runs.
     """
@@ -289,7 +292,8 @@ def summarize_seeds(summary: pd.DataFrame) -> pd.DataFrame:
     at = [c for c in at if "<=" not in c]
     means = [f"mean_{m}@k<=100" for m in SEED_METRICS if f"mean_{m}@k<=100" in summary]
     scored = (
-        "accuracy", "balanced_accuracy", "closed_accuracy", *PROBE_METRICS, *CALIBRATION_COLUMNS
+        "accuracy", "balanced_accuracy", "closed_accuracy", *FILE_COLUMNS, *PROBE_METRICS,
+        *CALIBRATION_COLUMNS,
     )  # fmt: skip
     cols = at + means + [c for c in scored if c in summary]
     rows = []

@@ -1,7 +1,11 @@
 """Scoring a predictor on labelled notes: family accuracy, the closed set, confusion matrices.
 
 Rule ``score_eval`` (:func:`score_eval_file`): each eval note's code goes through the model's
-label model (:mod:`soundharvest.labelmodel`) and the label -> NSynth family map.
+label model (:mod:`soundharvest.labelmodel`) and the label -> NSynth family map. That code is
+the thesis' datapoint, the note's loudest frame (or the window that starts there). What a user
+gets from ``soundharvest predict`` on the same note's file is another answer: every voiced
+frame's log-probabilities averaged, calibrated, and ``unknown`` or ``silent`` where the
+predictor says so. :func:`file_answers` gives that answer for every note (``file_*`` columns).
 """
 
 from __future__ import annotations
@@ -109,6 +113,73 @@ def _closed_set(
     return float(np.mean(closed == np.asarray(true))), int(len(keep)), closed_conf
 
 
+#: Columns the whole-file answers add to a score row (:func:`file_answers`).
+FILE_COLUMNS = ("file_accuracy", "file_closed_accuracy", "file_rejected")
+
+
+def file_answers(
+    predictor: Any, nsynth_dir: Pathlike, notes: pd.DataFrame, fam: Mapping[str, str | None]
+) -> pd.DataFrame:
+    """What ``soundharvest predict`` answers on every note's file, and its closed-set choice.
+
+    :param predictor: a loaded :class:`soundharvest.predict.Predictor` (calibrated or not).
+    :param nsynth_dir: the NSynth-format directory the notes' audio is in.
+    :param notes: the eval_frames table (``note_str``, ``family``).
+    :param fam: label -> NSynth family (None: no family).
+    :return: one row per note: ``note_str``, ``family``, ``answer`` (a label, ``unknown`` or
+        ``silent``), ``answer_family`` (the answer's family; :data:`NO_FAMILY` for a label
+        without one, the answer itself for ``unknown``/``silent``), ``label`` (the most
+        probable label), ``confidence`` and ``closed_family``: the family of the label with the
+        highest mean log-probability among the labels of the evaluated families (the closed
+        set, as ``closed_accuracy``; empty for a silent note).
+    """
+    from ..calibrate import SILENT, UNKNOWN
+    from .nsynth import load_note
+
+    evaluated = set(notes["family"].astype(str))
+    allowed = np.array([i for i, lab in enumerate(predictor.labels) if fam[lab] in evaluated])
+    rows = []
+    for key, family in zip(notes["note_str"], notes["family"], strict=True):
+        samples = load_note(nsynth_dir, str(key))
+        logp, _, dist = predictor.frame_log_probs(samples, f"{nsynth_dir}/audio/{key}.wav")
+        mean = logp.mean(axis=0) if len(logp) else None
+        verdict = predictor.answer(mean, float(dist.mean()) if len(dist) else None)
+        answer = verdict["answer"]
+        closed = ""
+        if mean is not None and len(allowed):
+            closed = fam[predictor.labels[int(allowed[np.argmax(mean[allowed])])]] or ""
+        rows.append(
+            {
+                "note_str": key,
+                "family": family,
+                "answer": answer,
+                "answer_family": answer
+                if answer in (UNKNOWN, SILENT)
+                else (fam[answer] or NO_FAMILY),
+                "label": verdict["label"] or "",
+                "confidence": verdict["confidence"],
+                "closed_family": closed,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def file_scores(answers: pd.DataFrame) -> dict[str, float]:
+    """The ``file_*`` columns of :func:`file_answers`' table: the share of notes whose answer
+    is their family (``unknown`` and ``silent`` count as wrong), the same for the closed-set
+    choice, and the share answered ``unknown`` or ``silent``."""
+    from ..calibrate import SILENT, UNKNOWN
+
+    if not len(answers):
+        return dict.fromkeys(FILE_COLUMNS, float("nan"))
+    true = answers["family"].astype(str)
+    return {
+        "file_accuracy": round(float((answers["answer_family"] == true).mean()), 4),
+        "file_closed_accuracy": round(float((answers["closed_family"] == true).mean()), 4),
+        "file_rejected": round(float(answers["answer"].isin([UNKNOWN, SILENT]).mean()), 4),
+    }
+
+
 def _load_predictor(predictor_dir: Pathlike) -> tuple[Path, dict[str, Any], Any]:
     """A predictor directory, its metadata and its label model, checked."""
     from ..predict import META_NAME, PREDICTOR_FORMAT, load_label_model
@@ -176,6 +247,8 @@ def score_eval_file(
     out_confusion_tsv: Pathlike | None = None,
     out_closed_confusion_tsv: Pathlike | None = None,
     calibration_json: Pathlike | None = None,
+    nsynth_dir: Pathlike | None = None,
+    out_answers_tsv: Pathlike | None = None,
 ) -> dict[str, Any]:
     """Rule ``score_eval``: the family of every eval note through the label -> family map.
 
@@ -198,6 +271,10 @@ def score_eval_file(
         named after an evaluated family).
     :param calibration_json: the predictor's ``calibration.json``: its figures (ECE, open-set
         rejection) join the row.
+    :param nsynth_dir: the notes' NSynth-format directory: with it, :func:`file_answers` (what
+        ``soundharvest predict`` says on every note's file, with the predictor's calibration
+        when it has one) adds :data:`FILE_COLUMNS` to the row.
+    :param out_answers_tsv: where to write :func:`file_answers`' table (needs ``nsynth_dir``).
     :return: the row as a dict.
     """
     from ..calibrate import read_calibration
@@ -231,20 +308,31 @@ def score_eval_file(
         row[key] = round(float(row[key]), 4)
     cal = read_calibration(calibration_json) if calibration_json is not None else None
     if cal is not None:
-        for key in ("temperature", "threshold", "distance_threshold", "ece",
+        for key in ("temperature", "threshold", "distance_threshold", "ece", "ece_floor",
                     "on_topic_rejected", "open_set_rejected", "open_set_handled",
                     "synthetic_rejected"):  # fmt: skip
             row[key] = cal.get(key)
+    if nsynth_dir is not None:
+        from ..predict import Predictor
+
+        answers = file_answers(Predictor.load(d), nsynth_dir, notes, fam)
+        row |= file_scores(answers)
+        if out_answers_tsv is not None:
+            write_tsv(out_answers_tsv, answers)
     _write_scores(
         row, conf, closed_conf, out_tsv, out_confusion_png, out_confusion_tsv,
         out_closed_confusion_tsv,
     )  # fmt: skip
     log.info(
-        "score_eval %s/%s: accuracy %.3f, balanced %.3f on %d notes",
+        "score_eval %s/%s: accuracy %.3f, balanced %.3f on %d notes%s",
         row["kind"],
         row["model"],
         row["accuracy"],
         row["balanced_accuracy"],
         row["n_notes"],
+        f"; whole files: accuracy {row['file_accuracy']:.3f}, closed "
+        f"{row['file_closed_accuracy']:.3f}, {row['file_rejected']:.1%} unknown or silent"
+        if "file_accuracy" in row
+        else "",
     )
     return row
