@@ -67,7 +67,7 @@ def top_frame(
     top = frames[int(np.argmax(energy))]
     if features == "top":
         return top
-    level = 10 * np.log10(energy / energy.max() + 1e-10)
+    level = 10 * np.log10(energy / max(float(energy.max()), 1e-30) + 1e-10)  # a silent note: -100
     onset = int(np.argmax(level > -40))
     env = np.full(ENVELOPE_FRAMES, -80.0)
     part = level[onset : onset + ENVELOPE_FRAMES]
