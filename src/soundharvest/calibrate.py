@@ -125,22 +125,26 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(np.exp(0.5 * (a + b)))
 
 
+def _calibration_gaps(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> np.ndarray:
+    """ECE of every row of ``correct`` (``(rows, n)`` outcomes of the same ``n`` answers)."""
+    c = np.asarray(confidence, dtype=np.float64)
+    y = np.asarray(correct, dtype=np.float64)
+    bins = np.minimum((c * n_bins).astype(np.int64), n_bins - 1)
+    err = np.zeros(len(y))
+    for b in np.unique(bins):
+        sel = bins == b
+        err += sel.mean() * np.abs(y[:, sel].mean(axis=1) - c[sel].mean())
+    return err
+
+
 def expected_calibration_error(
     confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10
 ) -> float:
     """ECE: the mean over equal-width confidence bins of ``|accuracy - confidence|``, weighted by
     the share of answers in each bin (Naeini et al. 2015; Guo et al. 2017). NaN without data."""
-    c = np.asarray(confidence, dtype=np.float64)
-    y = np.asarray(correct, dtype=np.float64)
-    if len(c) == 0:
+    if len(confidence) == 0:
         return float("nan")
-    bins = np.minimum((c * n_bins).astype(np.int64), n_bins - 1)
-    err = 0.0
-    for b in range(n_bins):
-        sel = bins == b
-        if sel.any():
-            err += sel.mean() * abs(y[sel].mean() - c[sel].mean())
-    return float(err)
+    return float(_calibration_gaps(confidence, np.asarray(correct)[None, :], n_bins)[0])
 
 
 def ece_floor(confidence: np.ndarray, n_bins: int = 10, draws: int = 2000, seed: int = 0) -> float:
@@ -154,12 +158,7 @@ def ece_floor(confidence: np.ndarray, n_bins: int = 10, draws: int = 2000, seed:
     if len(c) == 0:
         return float("nan")
     right = np.random.default_rng(seed).random((int(draws), len(c))) < c
-    bins = np.minimum((c * n_bins).astype(np.int64), n_bins - 1)
-    err = np.zeros(int(draws))
-    for b in np.unique(bins):
-        sel = bins == b
-        err += sel.mean() * np.abs(right[:, sel].mean(axis=1) - c[sel].mean())
-    return float(err.mean())
+    return float(_calibration_gaps(c, right, n_bins).mean())
 
 
 def choose_thresholds(

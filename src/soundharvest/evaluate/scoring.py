@@ -95,13 +95,20 @@ def plot_confusion(
     plt.close(fig)
 
 
+def _evaluated_labels(
+    labels: Sequence[str], fam: Mapping[str, str | None], true: Sequence[str]
+) -> list[int]:
+    """Ids of the labels whose family is one the notes come from: the closed set's choices."""
+    evaluated = set(true)
+    return [i for i, lab in enumerate(labels) if fam[lab] in evaluated]
+
+
 def _closed_set(
     clusters: Any, codes: np.ndarray, fam: Mapping[str, str | None], true: Sequence[str]
 ) -> tuple[float, int, pd.DataFrame | None]:
     """The closed-set prediction: only outputs named after a label of an evaluated family
     compete. ``(accuracy (NaN: no such output), outputs competing, confusion or None)``."""
-    evaluated = set(true)
-    allowed = [i for i, lab in enumerate(clusters.labels) if fam[lab] in evaluated]
+    allowed = _evaluated_labels(clusters.labels, fam, true)
     # How many outputs compete in the closed set: clusters named after an allowed label, or
     # (the weak recogniser's head) the allowed labels themselves.
     names_of = np.asarray([clusters.labels.index(n) for n in clusters.cluster_names])
@@ -136,14 +143,13 @@ def file_answers(
     from ..calibrate import SILENT, UNKNOWN
     from .nsynth import load_note
 
-    evaluated = set(notes["family"].astype(str))
-    allowed = np.array([i for i, lab in enumerate(predictor.labels) if fam[lab] in evaluated])
+    allowed = np.array(_evaluated_labels(predictor.labels, fam, notes["family"].astype(str)))
     rows = []
     for key, family in zip(notes["note_str"], notes["family"], strict=True):
         samples = load_note(nsynth_dir, str(key))
-        logp, _, dist = predictor.frame_log_probs(samples, f"{nsynth_dir}/audio/{key}.wav")
-        mean = logp.mean(axis=0) if len(logp) else None
-        verdict = predictor.answer(mean, float(dist.mean()) if len(dist) else None)
+        scored = predictor.score_samples(samples, str(Path(nsynth_dir) / "audio" / f"{key}.wav"))
+        mean = scored["logits"]
+        verdict = predictor.answer(mean, scored["distance"])
         answer = verdict["answer"]
         closed = ""
         if mean is not None and len(allowed):
