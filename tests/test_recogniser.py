@@ -13,9 +13,11 @@ import torch
 from test_contrastive import make_clips
 
 from soundharvest.calibrate import (
+    calibrated_probabilities,
     choose_threshold,
     ece_floor,
     expected_calibration_error,
+    fit_confidence_map,
     fit_temperature,
     held_out,
     softmax,
@@ -190,6 +192,62 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
     after = expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == y)
     assert before > 0.1 and after < 0.03
     assert fit_temperature(np.zeros((0, 3)), np.zeros(0)) == 1.0
+
+
+def test_confidence_map_recovers_a_known_map_and_stays_near_identity_on_few_clips() -> None:
+    rng = np.random.default_rng(3)
+    conf = rng.uniform(0.15, 0.95, 20000)
+    logit = np.log(conf / (1 - conf))
+    right = rng.random(len(conf)) < 1 / (1 + np.exp(-(2.0 * logit - 0.5)))
+    a, b = fit_confidence_map(conf, right)
+    assert a == pytest.approx(2.0, abs=0.1) and b == pytest.approx(-0.5, abs=0.1)
+    assert fit_confidence_map(np.zeros(0), np.zeros(0)) == (1.0, 0.0)
+    # Three clips cannot pull the map far from the identity (the prior), however they fall.
+    a3, b3 = fit_confidence_map(np.array([0.3, 0.5, 0.9]), np.array([1.0, 0.0, 0.0]))
+    assert 0.0 <= a3 < 1.0 and abs(b3) < 1.0
+    # A confidence that says nothing of correctness: slope 0, never negative.
+    a0, _ = fit_confidence_map(conf, rng.random(len(conf)) < 0.4)
+    assert 0.0 <= a0 < 0.1
+
+
+def test_calibrated_probabilities_map_the_top_label_and_keep_it_on_top() -> None:
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 2.0, (500, 6))
+    plain = softmax(z, 2.0)
+    assert np.allclose(calibrated_probabilities(z, 2.0), plain)
+    assert np.allclose(calibrated_probabilities(z, 2.0, (1.0, 0.0)), plain)
+    p = calibrated_probabilities(z, 2.0, (3.0, -1.0))
+    assert np.allclose(p.sum(axis=1), 1.0) and (p >= 0).all()
+    assert (p.argmax(axis=1) == plain.argmax(axis=1)).all()  # the answer is the same label
+    c = plain.max(axis=1)
+    mapped = 1 / (1 + np.exp(-(3.0 * np.log(c / (1 - c)) - 1.0)))
+    free = mapped > 0.5  # above every runner-up: the map itself, not its floor
+    assert np.allclose(p.max(axis=1)[free], mapped[free])
+    # The other labels keep their proportions.
+    i = int(np.flatnonzero(free)[0])
+    others = np.argsort(plain[i])[:-1]
+    assert np.allclose(p[i, others] / p[i, others].sum(), plain[i, others] / plain[i, others].sum())
+
+
+def test_a_temperature_cannot_calibrate_against_noisy_labels_the_top_label_map_can() -> None:
+    """Query labels wrong for 35 % of clips: the temperature fitted to them leaves the held-out
+    ECE far above its floor; the top-label map brings it to the floor."""
+    rng = np.random.default_rng(5)
+    n, n_labels = 4000, 8
+    z = rng.normal(0, 2.5, (n, n_labels))
+    truth = np.array([rng.choice(n_labels, p=q) for q in softmax(z, 0.5)])
+    wrong = rng.random(n) < 0.35
+    y = np.where(wrong, (truth + rng.integers(1, n_labels, n)) % n_labels, truth)
+    fit, test = np.arange(n) < n // 2, np.arange(n) >= n // 2
+    t = fit_temperature(z[fit], y[fit])
+    p_t = softmax(z, t)
+    right = p_t.argmax(axis=1) == y
+    ece_t = expected_calibration_error(p_t.max(axis=1)[test], right[test])
+    cmap = fit_confidence_map(p_t.max(axis=1)[fit], right[fit])
+    p = calibrated_probabilities(z, t, cmap)
+    ece_map = expected_calibration_error(p.max(axis=1)[test], right[test])
+    floor = ece_floor(p.max(axis=1)[test])
+    assert ece_t > 0.05 and ece_map < 0.5 * ece_t and ece_map < floor + 0.02
 
 
 def test_ece_is_zero_when_confidence_is_accuracy_and_large_when_overconfident() -> None:

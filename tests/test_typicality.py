@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from soundharvest.calibrate import choose_thresholds
+from soundharvest.calibrate import answer_clips, choose_thresholds, fit_calibration
 from soundharvest.io import SoundharvestError
 from soundharvest.typicality import CodeDensity
 
@@ -90,3 +91,46 @@ def test_the_two_thresholds_share_one_rejection_budget() -> None:
     assert c_thr <= conf.min() + 1e-9 and np.mean(dist > d_thr) == pytest.approx(0.1, abs=0.002)
     with pytest.raises(SoundharvestError, match="calibration.distance_share"):
         choose_thresholds(conf, dist, 0.1, 1.5)
+
+
+def _clips_table(kinds: list[str], truth: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"off_topic_kind": kinds, "truth": truth, "voiced_frames": np.full(len(kinds), 50)}
+    )
+
+
+@pytest.mark.parametrize("tell", ["distance", "confidence"])
+def test_auto_distance_share_gives_the_budget_to_the_test_that_rejects_off_topic_clips(
+    tell: str,
+) -> None:
+    """``distance_share: auto`` on fitting clips whose off-topic ones are told apart by one
+    test only: the off-topic clips are rejected, which giving the whole budget to the other test
+    would not do; a fixed share is kept as given."""
+    rng = np.random.default_rng(1)
+    n_on, n_off, n_labels = 300, 60, 4
+    labels = [f"l{i}" for i in range(n_labels)]
+    y = rng.integers(0, n_labels, n_on + n_off)
+    z = rng.normal(0, 0.3, (n_on + n_off, n_labels))
+    sure = np.r_[rng.uniform(1.0, 3.0, n_on), np.full(n_off, 2.0 if tell == "distance" else 0.0)]
+    z[np.arange(len(y)), y] += sure  # off-topic: as sure as on-topic, or not at all
+    dist = np.r_[rng.uniform(0, 10, n_on), rng.uniform(20, 30, n_off) if tell == "distance"
+                 else rng.uniform(0, 10, n_off)]  # fmt: skip
+    table = _clips_table(["on_topic"] * n_on + ["speech"] * n_off, [""] * (n_on + n_off))
+    rows = np.ones(len(y), dtype=bool)
+
+    def rejected(share: float | str) -> tuple[float, float, float]:
+        cal = fit_calibration(z, y, dist, table, rows, True, 0.2, share, labels)
+        unknown = answer_clips(z, dist, rows, cal, labels)[3] == "unknown"
+        return cal["distance_share"], unknown[n_on:].mean(), unknown[:n_on].mean()
+
+    share, off, on = rejected("auto")
+    assert off > 0.9 and on <= 0.2 + 0.02  # within the on-topic budget
+    # The budget went to the test that tells: the other test alone rejects few off-topic clips.
+    wrong_test = 0.0 if tell == "distance" else 1.0
+    assert rejected(wrong_test)[1] < off and share != wrong_test
+    assert rejected(0.25)[0] == 0.25  # a fixed share is kept as given
+    # Without truth.json there is nothing to choose by: half the budget to each test.
+    blind = _clips_table([""] * len(y), [""] * len(y))
+    assert (
+        fit_calibration(z, y, dist, blind, rows, True, 0.2, "auto", labels)["distance_share"] == 0.5
+    )

@@ -1,28 +1,37 @@
 """Honest probabilities: held-out clips, temperature scaling, the ``unknown`` threshold, ECE.
 
 A predictor (:class:`soundharvest.predict.Predictor`) turns a file into one log-probability per
-label for every voiced frame; a file's probabilities are ``softmax(mean_frame_logp / T)``. The
-temperature ``T`` and the confidence below which the answer is ``unknown`` are fitted here on
-**held-out training clips**: a fixed share of the harvested clips, chosen by a hash of the
-video id (:func:`held_out`), that no label-supervised step saw (the weak recogniser's training
-and the cluster -> label model's sample both skip them). Their query labels are as noisy as the
+label for every voiced frame. A file's probabilities are ``softmax(mean_frame_logp / T)`` with
+the top label's then mapped by ``sigmoid(a * logit(p) + b)`` (top-label Platt scaling,
+:func:`fit_confidence_map`; the other labels share the rest in proportion). ``T``, ``(a, b)``
+and the confidence below which the answer is ``unknown`` are fitted here on **held-out
+training clips**: a fixed share of the harvested clips, chosen by a hash of the video id
+(:func:`held_out`), that no label-supervised step saw (the weak recogniser's training and the
+cluster -> label model's sample both skip them). Their query labels are as noisy as the
 training labels: the probabilities are those of the *query label*, which is what a user of
-harvested data can check them against.
+harvested data can check them against. A temperature alone cannot calibrate against such
+labels: it is fitted by the clips whose query label the model doubts, most of them wrong, and
+leaves the unsure answers overconfident and the sure ones underconfident; the map's slope mends
+that.
 
-The held-out clips are split in two by another hash (:func:`split_half`): ``T`` and the
-threshold are chosen on the ``fit`` half, and the figures (ECE, accuracy, open-set rates) are
-measured on the ``test`` half and on synthetic clips (silence, noise, speech-like) that no model
-has met (:func:`synthetic_clips`).
-On a few dozen test clips the ECE is mostly sampling noise: ``ece_floor`` (:func:`ece_floor`)
+The held-out clips are split in two halves by another hash (:func:`split_half`). The figures
+(ECE, accuracy, open-set rates) are **cross-fitted**: every clip of half ``a`` is answered by
+the calibration fitted on half ``b`` and the other way round, so that all held-out clips
+measure a calibration that did not see them; ``soundharvest predict`` gets the calibration
+fitted on both halves. Synthetic clips (silence, noise, speech-like) that no model has met
+(:func:`synthetic_clips`) are answered by that one.
+On a few dozen clips the ECE is mostly sampling noise: ``ece_floor`` (:func:`ece_floor`)
 is what a perfectly calibrated predictor would show on the same clips, so an ECE near it says
 "as calibrated as this many clips can tell", and a bar below it needs more held-out clips.
 
 An answer is ``unknown`` when its confidence is low *or* when the audio is unlike the training
 data: its typicality distance (:mod:`soundharvest.typicality`) is high. The two thresholds share
-a budget, ``on_topic_reject`` (default 10 %) of the fit half's on-topic clips
+a budget, ``on_topic_reject`` (default 10 %) of the fitting clips that are on-topic
 (:func:`choose_thresholds`): those the demo's ``truth.json`` marks on-topic where it exists,
 else those whose answer agrees with their query label (the clips a user would call on-topic).
-Off-topic clips never choose a threshold, so how many of them are rejected is a test.
+How the budget is split (``distance_share``) is, with ``auto``, the split that handles most of
+the fitting half's off-topic clips (the demo's ``truth.json`` is a free validation set); the
+off-topic clips of the other half, and the synthetic ones, stay a test.
 
 An off-topic clip of the ``other_label`` kind holds another label's instrument (and one of the
 ``silence`` kind music after its long silent intro): naming that instrument is as right as
@@ -123,6 +132,68 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
         else:
             a = c
     return float(np.exp(0.5 * (a + b)))
+
+
+def fit_confidence_map(
+    confidence: np.ndarray, correct: np.ndarray, prior: float = 1.0
+) -> tuple[float, float]:
+    """Top-label Platt scaling (Platt 1999; Gupta & Ramdas 2022): ``(a, b)`` such that
+    ``sigmoid(a * logit(confidence) + b)`` is the probability that the top label is right,
+    fitted by logistic regression of ``correct`` on ``logit(confidence)``.
+
+    One temperature makes every clip equally less sure; with web-search labels the clips the
+    model is unsure of are wrong more often than their confidence says and the sure ones right
+    more often, which only a slope (``a``) can mend. ``prior`` is a ridge pulling ``(a, b)``
+    towards the identity ``(1, 0)`` with the weight of about that many clips, so that a
+    handful of clips cannot fit a steep map; ``a`` is kept >= 0 (a more confident answer is
+    never made less probable than a less confident one). ``(1, 0)`` without data.
+    """
+    x = _logit(np.asarray(confidence, dtype=np.float64))
+    y = np.asarray(correct, dtype=np.float64)
+    w = np.array([1.0, 0.0])
+    if len(x) == 0:
+        return 1.0, 0.0
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    lam = float(prior)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(design @ w)))
+        grad = design.T @ (p - y) + lam * (w - np.array([1.0, 0.0]))
+        hess = (design * (p * (1 - p))[:, None]).T @ design + lam * np.eye(2)
+        step = np.linalg.solve(hess + 1e-9 * np.eye(2), grad)
+        w = w - step
+        if np.abs(step).max() < 1e-10:
+            break
+    return max(float(w[0]), 0.0), float(w[1])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-6, 1.0 - 1e-6)
+    return np.log(q / (1.0 - q))
+
+
+def calibrated_probabilities(
+    logits: np.ndarray, temperature: float, confidence_map: Sequence[float] | None = None
+) -> np.ndarray:
+    """Every label's calibrated probability, row-wise: ``softmax(logits / T)``, then the top
+    label's probability mapped by :func:`fit_confidence_map`'s ``(a, b)`` and the other labels'
+    rescaled to share the rest in the same proportions. The top label stays the top: its
+    probability is never mapped below the rescaled runner-up's (``None``: temperature only)."""
+    p = softmax(np.atleast_2d(logits), temperature)
+    if confidence_map is None or tuple(confidence_map) == (1.0, 0.0) or p.shape[1] < 2:
+        return p
+    a, b = (float(v) for v in confidence_map)
+    rows = np.arange(len(p))
+    top = p.argmax(axis=1)
+    c = p[rows, top]
+    rest = 1.0 - c
+    runner_up = np.sort(p, axis=1)[:, -2]
+    mapped = 1.0 / (1.0 + np.exp(-(a * _logit(c) + b)))
+    # The top label's new share c' keeps it on top: c' > runner_up * (1 - c') / rest.
+    mapped = np.maximum(mapped, runner_up / np.maximum(rest + runner_up, 1e-12) + 1e-9)
+    scale = np.where(rest > 0, (1.0 - mapped) / np.maximum(rest, 1e-12), 0.0)
+    out = p * scale[:, None]
+    out[rows, top] = mapped
+    return out
 
 
 def _calibration_gaps(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> np.ndarray:
@@ -248,12 +319,16 @@ def _truth_of(downloads: Path | None, video_id: str) -> dict[str, Any] | None:
 
 
 def _score_clips(
-    pred: Any, clips: pd.DataFrame, fit: Sequence[bool], convert_dir: Pathlike, store: Path | None
+    pred: Any,
+    clips: pd.DataFrame,
+    half_a: Sequence[bool],
+    convert_dir: Pathlike,
+    store: Path | None,
 ) -> tuple[pd.DataFrame, list[np.ndarray | None], list[float]]:
     """Score every held-out clip: its table rows (what the catalog and ``truth.json`` say),
     its logits (None: no voiced frame) and its typicality distance (NaN: none)."""
     rows, logits, distances = [], [], []
-    for rec, is_fit in zip(clips.to_dict("records"), fit, strict=True):
+    for rec, in_a in zip(clips.to_dict("records"), half_a, strict=True):
         vid = str(rec["video_id"])
         wav = Path(convert_dir) / f"{vid}.wav"
         scores = pred.score_file(wav)
@@ -262,7 +337,7 @@ def _score_clips(
         kind = (truth or {}).get("off_topic_kind") if truth else ""
         rows.append(
             {
-                "set": "fit" if is_fit else "test",
+                "set": "a" if in_a else "b",
                 "video_id": vid,
                 "label": rec["label"],
                 "truth": (dominant.get("label") or dominant.get("kind") or "") if truth else "",
@@ -279,25 +354,20 @@ def _score_clips(
 
 
 def _synthetic_rows(
-    pred: Any,
-    n_synthetic: int,
-    seed: int,
-    temperature: float,
-    threshold: float,
-    d_threshold: float,
+    pred: Any, n_synthetic: int, seed: int, cal: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """The synthetic off-topic clips' table rows (none holds an instrument), answered with the
-    chosen temperature and thresholds."""
+    calibration fitted on every held-out clip (the one ``soundharvest predict`` uses)."""
     synth_rows = []
     for name, samples in synthetic_clips(n_synthetic, sample_rate=pred.sample_rate, seed=seed):
         s = pred.score_samples(samples)
         ds = float("nan") if s["distance"] is None else float(s["distance"])
-        if s["logits"] is None:
-            answer, top_label, c = SILENT, "", float("nan")
-        else:
-            ps = softmax(s["logits"][None, :], temperature)[0]
-            top_label, c = pred.labels[int(ps.argmax())], float(ps.max())
-            answer = UNKNOWN if c < threshold or ds > d_threshold else top_label
+        logits = None if s["logits"] is None else s["logits"][None, :]
+        p, top, conf, answer = answer_clips(
+            logits if logits is not None else np.zeros((1, len(pred.labels))),
+            np.array([ds]), np.array([logits is not None]), cal, pred.labels,
+        )  # fmt: skip
+        voiced = logits is not None
         synth_rows.append(
             {
                 "set": "synthetic",
@@ -305,9 +375,9 @@ def _synthetic_rows(
                 "label": "",
                 "truth": name.split("-")[0],
                 "off_topic_kind": "synthetic",
-                "answer": answer,
-                "top_label": top_label,
-                "confidence": round(c, 4),
+                "answer": answer[0],
+                "top_label": pred.labels[int(top[0])] if voiced else "",
+                "confidence": round(float(conf[0]), 4) if voiced else float("nan"),
                 "distance": round(ds, 3),
                 "p_query": float("nan"),
                 "voiced_frames": s["voiced_frames"],
@@ -328,10 +398,11 @@ def _figures(
     labels: Sequence[str],
     n_fit: int,
 ) -> dict[str, Any]:
-    """The calibration's figures on the test clips: ECE before and after, accuracy, how often
-    on-topic, off-topic and synthetic clips are rejected (the held-out clips are the table's
-    first ``len(z)`` rows, the synthetic ones after them)."""
-    test = (table["set"] == "test").to_numpy()
+    """The calibration's figures on the held-out clips, each answered by the calibration fitted
+    on the other half (cross-fitting): ECE before and after, accuracy, how often on-topic,
+    off-topic and synthetic clips are rejected (the held-out clips are the table's first
+    ``len(z)`` rows, the synthetic ones after them)."""
+    test = (table["set"] != "synthetic").to_numpy()
     test_voiced = test & (table["voiced_frames"].to_numpy() > 0)
     n_real = len(z)
     tv = test_voiced[:n_real]
@@ -417,52 +488,123 @@ def _logits_and_targets(
     return z, y
 
 
-def _fit_thresholds(
-    table: pd.DataFrame,
-    conf: np.ndarray,
-    top: np.ndarray,
+#: The shares of the rejection budget the distance test may take that ``distance_share: auto``
+#: tries (:func:`fit_calibration`).
+DISTANCE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _on_topic(table: pd.DataFrame, top: np.ndarray, y: np.ndarray) -> tuple[bool, np.ndarray]:
+    """``(has_truth, on-topic mask)``: the clips ``truth.json`` marks on-topic where the demo
+    wrote it, else those answered their query label (the clips a user would call on-topic)."""
+    kinds = table["off_topic_kind"].to_numpy()[: len(y)]
+    has_truth = bool((kinds != "").any())
+    return has_truth, (kinds == "on_topic") if has_truth else (top == y)
+
+
+def answer_clips(
+    z: np.ndarray,
+    dist: np.ndarray,
+    voiced: np.ndarray,
+    cal: Mapping[str, Any],
+    labels: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(probabilities, top label id, confidence, answer)`` of every clip under a calibration
+    (as :meth:`soundharvest.predict.Predictor.answer` gives them)."""
+    p = calibrated_probabilities(z, cal["temperature"], cal["confidence_map"])
+    top = p.argmax(axis=1)
+    conf = p.max(axis=1)
+    atypical = np.nan_to_num(dist, nan=-np.inf) > cal["distance_threshold"]
+    names = np.array(list(labels), dtype=object)[top]
+    answer = np.where(
+        ~voiced, SILENT, np.where((conf < cal["threshold"]) | atypical, UNKNOWN, names)
+    )
+    return p, top, conf, answer
+
+
+def fit_calibration(
+    z: np.ndarray,
     y: np.ndarray,
     dist: np.ndarray,
-    fit_mask: np.ndarray,
+    table: pd.DataFrame,
+    rows: np.ndarray,
     use_distance: bool,
     on_topic_reject: float,
-    distance_share: float,
-) -> tuple[bool, float, float]:
-    """``(has_truth, confidence threshold, distance threshold)`` chosen on the fit half's
-    on-topic clips: those ``truth.json`` marks on-topic, else those answered their label."""
-    has_truth = (table["off_topic_kind"] != "").any()
-    on_topic = (
-        (table["off_topic_kind"] == "on_topic").to_numpy()
-        if has_truth
-        else top == y  # without truth: the clips whose answer is their query label
-    )
-    sel = fit_mask & on_topic
-    threshold, d_threshold = choose_thresholds(
-        conf[sel], dist[sel] if use_distance else None, on_topic_reject, distance_share,
-    )  # fmt: skip
-    return has_truth, threshold, d_threshold
+    distance_share: float | str,
+    labels: Sequence[str],
+) -> dict[str, Any]:
+    """A calibration fitted on the held-out clips ``rows`` selects: the temperature (NLL of the
+    query labels), the top-label map (:func:`fit_confidence_map`), then the confidence and
+    distance thresholds on the on-topic ones among them (:func:`choose_thresholds`).
+
+    ``distance_share: auto`` tries each of :data:`DISTANCE_SHARES` and keeps the one that
+    handles most of the ``rows``' off-topic clips (answered ``unknown``/``silent`` or with the
+    instrument ``truth.json`` says they hold; ties: the share nearest 0.5); without
+    ``truth.json`` or off-topic clips among the rows, 0.5."""
+    temperature = fit_temperature(z[rows], y[rows])
+    p_t = softmax(z, temperature)
+    top = p_t.argmax(axis=1)
+    cmap = fit_confidence_map(p_t.max(axis=1)[rows], (top == y)[rows])
+    conf = calibrated_probabilities(z, temperature, cmap).max(axis=1)
+    has_truth, on_topic = _on_topic(table, top, y)
+    kinds = table["off_topic_kind"].to_numpy()[: len(y)]
+    off_topic = rows & has_truth & ~np.isin(kinds, ["on_topic", ""])
+    auto = distance_share == "auto"
+    shares = DISTANCE_SHARES if auto and use_distance and off_topic.any() else (
+        (0.5,) if auto else (float(distance_share),))  # fmt: skip
+    sel = rows & on_topic
+    voiced = (table["voiced_frames"].to_numpy()[: len(y)] > 0) & rows
+    truth = table["truth"].to_numpy()[: len(y)]
+    best: tuple[float, float, dict[str, Any]] | None = None
+    for share in shares:
+        threshold, d_threshold = choose_thresholds(
+            conf[sel], dist[sel] if use_distance else None, on_topic_reject, share
+        )
+        cal = {
+            "temperature": temperature,
+            "confidence_map": cmap,
+            "threshold": threshold,
+            "distance_threshold": d_threshold,
+            "distance_share": share,
+            "has_truth": has_truth,
+        }
+        if len(shares) == 1:
+            return cal
+        answer = answer_clips(z, dist, voiced, cal, labels)[3]
+        handled = np.isin(answer, [UNKNOWN, SILENT]) | (answer == truth)
+        key = (float(handled[off_topic].mean()), -abs(share - 0.5))
+        if best is None or key > best[:2]:
+            best = (*key, cal)
+    assert best is not None
+    return best[2]
+
+
+def _fitted(cal: Mapping[str, Any]) -> dict[str, Any]:
+    """A fitted calibration's numbers as ``calibration.json`` records them."""
+    d_threshold = cal["distance_threshold"]
+    return {
+        "temperature": round(float(cal["temperature"]), 6),
+        "confidence_map": [round(float(v), 6) for v in cal["confidence_map"]],
+        "threshold": round(float(cal["threshold"]), 6),
+        "distance_threshold": round(float(d_threshold), 4) if np.isfinite(d_threshold) else None,
+        "distance_share": float(cal["distance_share"]),
+    }
 
 
 def _calibration_record(
-    temperature: float,
-    threshold: float,
-    d_threshold: float,
-    distance_share: float,
+    cal: Mapping[str, Any],
+    distance_share: float | str,
     holdout: float,
     on_topic_reject: float,
-    has_truth: bool,
     figures: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The calibration as written to ``calibration.json``: the fit, its settings, the figures."""
     return {
-        "temperature": round(float(temperature), 6),
-        "threshold": round(float(threshold), 6),
-        "distance_threshold": round(float(d_threshold), 4) if np.isfinite(d_threshold) else None,
-        "distance_share": float(distance_share),
+        **_fitted(cal),
+        "distance_share_setting": distance_share,
         "holdout": float(holdout),
         "on_topic_reject": float(on_topic_reject),
         "threshold_from": "truth.json on-topic clips"
-        if has_truth
+        if cal["has_truth"]
         else "clips answered their label",
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
     }
@@ -480,10 +622,10 @@ def calibrate_file(
     n_synthetic: int = 5,
     seed: int = 0,
     device: str = "cpu",
-    distance_share: float = 0.5,
+    distance_share: float | str = "auto",
 ) -> dict[str, Any]:
-    """Rule ``calibrate``: fit a predictor's temperature and ``unknown`` threshold on held-out
-    training clips and measure it (see the module doc).
+    """Rule ``calibrate``: fit a predictor's temperature, top-label map and ``unknown``
+    thresholds on held-out training clips and measure them (see the module doc).
 
     :param predictor_dir: ``results/predictor/<kind>/<model>`` (written by ``label_clusters``).
     :param catalog_csv: the catalog: every clip's label, video id and status.
@@ -496,54 +638,75 @@ def calibrate_file(
         off-topic (validation only; ``None`` or absent files: no truth).
     :param n_synthetic: synthetic clips of each kind (:func:`synthetic_clips`).
     :param distance_share: the share of the ``on_topic_reject`` budget the typicality distance
-        test may spend (:func:`choose_thresholds`; 0: confidence alone).
+        test may spend (:func:`choose_thresholds`; 0: confidence alone), or ``auto``: the share
+        of :data:`DISTANCE_SHARES` that handles most off-topic fit clips (:func:`fit_calibration`).
     :return: the calibration dict written to ``out_json``.
     """
     from .predict import Predictor
 
+    if distance_share != "auto" and not 0.0 <= float(distance_share) <= 1.0:
+        raise SoundharvestError(
+            f"calibration.distance_share = {distance_share!r}: give a share in [0, 1] or auto"
+        )
     pred = Predictor.load(predictor_dir, device=device, calibrated=False)
     clips = _held_out_clips(catalog_csv, pred.labels, holdout)
-    fit = split_half(clips["video_id"].astype(str).tolist())
+    half_a = split_half(clips["video_id"].astype(str).tolist())
     store = Path(downloads) if downloads else None
-    table, logits, distances = _score_clips(pred, clips, fit, convert_dir, store)
+    table, logits, distances = _score_clips(pred, clips, half_a, convert_dir, store)
     voiced = table["voiced_frames"].to_numpy(dtype=np.int64) > 0
     z, y = _logits_and_targets(logits, table, pred.labels)
-    fit_mask = (table["set"] == "fit").to_numpy() & voiced
-    temperature = fit_temperature(z[fit_mask], y[fit_mask])
-    p = softmax(z, temperature)
-    top = p.argmax(axis=1)
-    conf = p.max(axis=1)
     dist = np.asarray(distances, dtype=np.float64)
-    has_truth, threshold, d_threshold = _fit_thresholds(
-        table, conf, top, y, dist, fit_mask, pred.typicality is not None, on_topic_reject,
-        distance_share,
-    )  # fmt: skip
-    atypical = np.nan_to_num(dist, nan=-np.inf) > d_threshold
+    use_distance = pred.typicality is not None
+
+    def fit(rows: np.ndarray) -> dict[str, Any]:
+        return fit_calibration(
+            z, y, dist, table, rows, use_distance, on_topic_reject, distance_share, pred.labels
+        )
+
+    # Cross-fitting: each half is answered by the calibration fitted on the other, so that every
+    # held-out clip measures a calibration it did not choose; soundharvest predict gets the one
+    # fitted on both halves.
+    p = np.zeros_like(z)
+    top = np.zeros(len(z), dtype=np.int64)
+    conf = np.zeros(len(z))
+    answer = np.full(len(z), SILENT, dtype=object)
+    atypical = np.zeros(len(z), dtype=bool)
+    folds = {}
+    for name, half in (("a", half_a), ("b", ~half_a)):
+        cal_h = fit(voiced & ~half)
+        folds[name] = _fitted(cal_h) | {"n_fit": int((voiced & ~half).sum())}
+        p_h, top_h, conf_h, answer_h = answer_clips(z, dist, voiced, cal_h, pred.labels)
+        p[half], top[half], conf[half], answer[half] = p_h[half], top_h[half], conf_h[half], (
+            answer_h[half])  # fmt: skip
+        atypical[half] = (np.nan_to_num(dist, nan=-np.inf) > cal_h["distance_threshold"])[half]
+    cal = fit(voiced)
     table["top_label"] = [pred.labels[i] for i in top]
     table["confidence"] = np.round(conf, 4)
     table["distance"] = np.round(dist, 3)
     table["p_query"] = np.round(p[np.arange(len(p)), y], 4)
-    table["answer"] = np.where(
-        ~voiced, SILENT, np.where((conf < threshold) | atypical, UNKNOWN, table["top_label"])
-    )
+    table["answer"] = answer
 
-    synth_rows = _synthetic_rows(pred, n_synthetic, seed, temperature, threshold, d_threshold)
+    synth_rows = _synthetic_rows(pred, n_synthetic, seed, cal)
     table = pd.concat([table, pd.DataFrame(synth_rows)], ignore_index=True)[CLIP_COLUMNS]
     write_tsv(out_clips_tsv, table)
 
-    figures = _figures(table, z, conf, top, y, atypical, has_truth, pred.labels, fit_mask.sum())
-    out = _calibration_record(
-        temperature, threshold, d_threshold, distance_share, holdout, on_topic_reject,
-        has_truth, figures,
-    )  # fmt: skip
+    figures = _figures(
+        table, z, conf, top, y, atypical, cal["has_truth"], pred.labels, int(voiced.sum())
+    )
+    out = _calibration_record(cal, distance_share, holdout, on_topic_reject, figures)
+    # What answered each half in the figures (fitted on the other half).
+    out["folds"] = folds
     write_json(out_json, out)
     log.info(
-        "calibrate %s: T = %.3f, unknown below %.3f or beyond distance %s; test ECE %.3f "
-        "(uncalibrated %.3f; a perfectly calibrated predictor: %.3f) on %d clips",
+        "calibrate %s: T = %.3f, top-label map %s, unknown below %.3f or beyond distance %s "
+        "(distance share %s); cross-fitted ECE %.3f (uncalibrated %.3f; a perfectly calibrated "
+        "predictor: %.3f) on %d clips",
         Path(predictor_dir),
-        temperature,
-        threshold,
+        cal["temperature"],
+        out["confidence_map"],
+        cal["threshold"],
         out["distance_threshold"],
+        out["distance_share"],
         figures["ece"],
         figures["ece_uncalibrated"],
         figures["ece_floor"],

@@ -253,6 +253,8 @@ def _predict_run(args: argparse.Namespace) -> int:
             # Without the calibrate stage's calibration.json: temperature 1, never 'unknown'.
             "calibrated": predictor.calibration is not None,
             "temperature": predictor.temperature,
+            # The top label's probability p is reported as sigmoid(a * logit(p) + b).
+            "confidence_map": list(predictor.confidence_map),
             "unknown_below": predictor.threshold,
             # An answer whose distance to the training codes exceeds this is unknown too.
             "unknown_beyond_distance": predictor.distance_threshold,

@@ -101,13 +101,15 @@ SILENCE_DBFS = -60.0
 class Predictor:
     """An encoder (trained weights, or the identity for the raw baseline), a label model (named
     clusters, or the weak recogniser's head), the feature spec and, once the ``calibrate``
-    stage has run, a temperature and an ``unknown`` threshold: everything needed to label new
-    audio honestly. Load with :meth:`load`.
+    stage has run, its calibration (temperature, top-label map, ``unknown`` thresholds):
+    everything needed to label new audio honestly. Load with :meth:`load`.
 
     A file's answer: frames quieter than the silence threshold do not vote (no frame above it:
     ``silent``); every other frame gives one log-probability per label (the head's log-softmax,
     or the Laplace-smoothed label histogram of its nearest cluster); the file's probabilities
-    are ``softmax(mean log-probability / T)``; below the threshold the answer is ``unknown``.
+    are ``softmax(mean log-probability / T)``, the top label's then mapped by the top-label map
+    (:func:`soundharvest.calibrate.calibrated_probabilities`); below the confidence threshold,
+    or beyond the typicality distance threshold, the answer is ``unknown``.
     """
 
     def __init__(
@@ -156,6 +158,13 @@ class Predictor:
     @property
     def threshold(self) -> float:
         return float(self.calibration["threshold"]) if self.calibration else 0.0
+
+    @property
+    def confidence_map(self) -> tuple[float, float]:
+        """The top-label map ``(a, b)`` (:func:`soundharvest.calibrate.fit_confidence_map`;
+        ``(1, 0)``, the identity, without one)."""
+        m = (self.calibration or {}).get("confidence_map") or (1.0, 0.0)
+        return float(m[0]), float(m[1])
 
     @property
     def distance_threshold(self) -> float:
@@ -333,7 +342,7 @@ class Predictor:
         probable first). ``unknown`` (``unknown_because``): audio unlike the training data
         (``atypical``: distance above its threshold), or a confidence below the threshold
         (``unsure``)."""
-        from .calibrate import SILENT, UNKNOWN, softmax
+        from .calibrate import SILENT, UNKNOWN, calibrated_probabilities
 
         if logits is None:
             return {
@@ -344,7 +353,9 @@ class Predictor:
                 "unknown_because": None,
                 "probabilities": {},
             }
-        p = softmax(np.asarray(logits)[None, :], self.temperature)[0]
+        p = calibrated_probabilities(
+            np.asarray(logits)[None, :], self.temperature, self.confidence_map
+        )[0]
         order = np.lexsort((np.arange(len(p)), -p))
         top = int(order[0])
         conf = float(p[top])
