@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from soundharvest.calibrate import answer_clips, choose_thresholds, fit_calibration
+from soundharvest.calibrate import (
+    answer_clips,
+    choose_thresholds,
+    fit_calibration,
+    rejection_count,
+)
 from soundharvest.io import SoundharvestError
 from soundharvest.typicality import CodeDensity
 
@@ -91,6 +96,36 @@ def test_the_two_thresholds_share_one_rejection_budget() -> None:
     assert c_thr <= conf.min() + 1e-9 and np.mean(dist > d_thr) == pytest.approx(0.1, abs=0.002)
     with pytest.raises(SoundharvestError, match="calibration.distance_share"):
         choose_thresholds(conf, dist, 0.1, 1.5)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_a_rejection_level_makes_the_on_topic_budget_a_bound_that_holds_on_new_clips(
+    share: float,
+) -> None:
+    # Thresholds set on 137 on-topic clips, measured on 20,000 new ones, 300 times over.
+    rng = np.random.default_rng(1)
+    new_c, new_d = rng.random(20000), rng.gamma(3.0, size=20000)
+    rates: dict[float | None, list[float]] = {None: [], 0.9: []}
+    for _ in range(300):
+        c, d = rng.random(137), rng.gamma(3.0, size=137)
+        for level in rates:
+            c_thr, d_thr = choose_thresholds(c, d, 0.1, share, level)
+            rates[level].append(float(np.mean((new_d > d_thr) | (new_c < c_thr))))
+    plain, bound = np.array(rates[None]), np.array(rates[0.9])
+    # The plain quantile rejects about the budget on average, so more than it a third of the time;
+    assert plain.mean() == pytest.approx(0.1, abs=0.015) and (plain > 0.1).mean() > 0.3
+    # with a level of 0.9 the budget holds nine times in ten, and the thresholds reject less.
+    assert (bound > 0.1).mean() <= 0.13 and bound.mean() < plain.mean() - 0.02
+
+
+def test_a_rejection_level_rejects_nothing_where_too_few_clips_can_promise_it() -> None:
+    assert rejection_count(20, 0.1) == 2 and rejection_count(20, 0.1, 0.9) == 0
+    assert rejection_count(1000, 0.1, 0.9) in range(80, 100)
+    conf, dist = np.linspace(0.1, 1.0, 20), np.linspace(1.0, 5.0, 20)
+    c_thr, d_thr = choose_thresholds(conf, dist, 0.1, 0.5, 0.9)
+    assert c_thr == 0.0 and d_thr == dist.max()  # only what lies beyond every fitting clip
+    with pytest.raises(SoundharvestError, match="on_topic_reject_level"):
+        rejection_count(50, 0.1, 1.5)
 
 
 def _clips_table(kinds: list[str], truth: list[str]) -> pd.DataFrame:

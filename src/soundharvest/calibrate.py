@@ -29,6 +29,9 @@ data: its typicality distance (:mod:`soundharvest.typicality`) is high. The two 
 a budget, ``on_topic_reject`` (default 10 %) of the fitting clips that are on-topic
 (:func:`choose_thresholds`): those the demo's ``truth.json`` marks on-topic where it exists,
 else those whose answer agrees with their query label (the clips a user would call on-topic).
+Set by a few hundred clips, a threshold rejects about its budget of new on-topic clips, give or
+take a few points; ``on_topic_reject_level`` makes the budget a bound that holds with that
+probability (:func:`rejection_count`), at the cost of rejecting less of the open set.
 How the budget is split (``distance_share``) is, with ``auto``, the split that handles most of
 the fitting half's off-topic clips (the demo's ``truth.json`` is a free validation set); the
 off-topic clips of the other half, and the synthetic ones, stay a test.
@@ -232,17 +235,51 @@ def ece_floor(confidence: np.ndarray, n_bins: int = 10, draws: int = 2000, seed:
     return float(_calibration_gaps(c, right, n_bins).mean())
 
 
+def rejection_count(n: int, budget: float, level: float | None = None) -> int:
+    """How many of ``n`` on-topic fitting clips the ``unknown`` thresholds may reject.
+
+    With ``level`` ``None``: ``floor(budget * n)``, the plain quantile, so that *about*
+    ``budget`` of new on-topic clips are rejected: on ~140 clips the rate a new set shows
+    scatters by about +-0.03 around it. With a ``level`` (e.g. 0.9): the largest ``r`` for
+    which the share of new on-topic clips rejected stays at most ``budget`` with probability
+    ``level`` (a training-conditional conformal bound, Vovk 2012: rejecting the ``r`` most
+    extreme of ``n`` exchangeable clips rejects a share of new ones distributed as
+    ``Beta(r + 1, n - r)``). On few clips that may be none.
+
+    :raises SoundharvestError: for a budget outside [0, 1) or a level outside (0, 1).
+    """
+    if not 0.0 <= float(budget) < 1.0:
+        raise SoundharvestError(f"calibration.on_topic_reject = {budget!r}: give a share in [0, 1)")
+    if n <= 0 or budget == 0:
+        return 0
+    if level is None:
+        return min(int(np.floor(float(budget) * n + 1e-9)), n - 1)
+    if not 0.0 < float(level) < 1.0:
+        raise SoundharvestError(
+            f"calibration.on_topic_reject_level = {level!r}: give a probability in (0, 1), "
+            "or null for the plain quantile"
+        )
+    from scipy.stats import beta
+
+    r = np.arange(n)  # r = n would reject every fitting clip
+    ok = beta.sf(float(budget), r + 1, n - r) <= 1.0 - float(level)
+    return int(r[ok].max()) if ok.any() else 0
+
+
 def choose_thresholds(
     confidence: np.ndarray,
     distance: np.ndarray | None,
     reject: float,
     distance_share: float = 0.5,
+    level: float | None = None,
 ) -> tuple[float, float]:
-    """The confidence and typicality-distance thresholds that together reject about ``reject``
-    of the given (on-topic) clips: the distance threshold alone rejects ``distance_share`` of
-    that budget (the clips most unlike the training data), the confidence threshold the rest
-    among the clips it lets through. Without distances (NaN, or ``None``) or with
-    ``distance_share`` 0 the confidence threshold takes the whole budget.
+    """The confidence and typicality-distance thresholds that together reject
+    :func:`rejection_count` of the given (on-topic) clips: the distance threshold alone the
+    ``distance_share`` of them that lie farthest from the training data, the confidence
+    threshold the rest among the clips it lets through. Without distances (NaN, or ``None``) or
+    with ``distance_share`` 0 the confidence threshold takes the whole budget (no distance
+    test); with a share above 0 the distance test rejects at least what lies beyond every
+    given clip.
 
     :return: ``(confidence threshold, distance threshold)`` (``inf``: no distance test).
     """
@@ -252,28 +289,27 @@ def choose_thresholds(
         )
     c = np.asarray(confidence, dtype=np.float64)
     d = None if distance is None else np.asarray(distance, dtype=np.float64)
+    r = rejection_count(len(c), reject, level)
     if d is None or len(d) == 0 or not np.isfinite(d).all() or distance_share == 0:
-        return choose_threshold(c, reject), float("inf")
-    if len(c) == 0 or reject == 0:
-        return 0.0, float("inf")
-    d_thr = float(np.quantile(d, 1.0 - float(reject) * float(distance_share), method="higher"))
+        return _lowest(c, r), float("inf")
+    r_d = int(np.floor(r * float(distance_share) + 1e-9))
+    d_thr = float(np.sort(d)[len(d) - 1 - r_d])
     passing = d <= d_thr
-    left = float(reject) * len(c) - float((~passing).sum())
-    q = min(max(left / max(int(passing.sum()), 1), 0.0), 0.999)
-    return choose_threshold(c[passing], q), d_thr
+    return _lowest(c[passing], max(r - int((~passing).sum()), 0)), d_thr
+
+
+def _lowest(confidence: np.ndarray, r: int) -> float:
+    """The threshold below which exactly the ``r`` lowest confidences lie (ties: fewer); 0
+    when ``r`` is 0 (no confidence test)."""
+    c = np.sort(np.asarray(confidence, dtype=np.float64))
+    return float(c[min(r, len(c) - 1)]) if r > 0 and len(c) else 0.0
 
 
 def choose_threshold(confidence: np.ndarray, quantile: float) -> float:
     """The confidence below which the answer is ``unknown``: the ``quantile`` of the given
     (on-topic) confidences, so that about that share of them is rejected; 0 without data."""
-    if not 0.0 <= float(quantile) < 1.0:
-        raise SoundharvestError(
-            f"calibration.on_topic_reject = {quantile!r}: give a share in [0, 1)"
-        )
     c = np.asarray(confidence, dtype=np.float64)
-    if len(c) == 0 or quantile == 0:
-        return 0.0
-    return float(np.quantile(c, quantile, method="lower"))
+    return _lowest(c, rejection_count(len(c), quantile))
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,10 +567,12 @@ def fit_calibration(
     on_topic_reject: float,
     distance_share: float | str,
     labels: Sequence[str],
+    level: float | None = None,
 ) -> dict[str, Any]:
     """A calibration fitted on the held-out clips ``rows`` selects: the temperature (NLL of the
     query labels), the top-label map (:func:`fit_confidence_map`), then the confidence and
-    distance thresholds on the on-topic ones among them (:func:`choose_thresholds`).
+    distance thresholds on the on-topic ones among them (:func:`choose_thresholds`; ``level``:
+    see :func:`rejection_count`).
 
     ``distance_share: auto`` tries each of :data:`DISTANCE_SHARES` and keeps the one that
     handles most of the ``rows``' off-topic clips (answered ``unknown``/``silent`` or with the
@@ -557,7 +595,7 @@ def fit_calibration(
     best: tuple[float, float, dict[str, Any]] | None = None
     for share in shares:
         threshold, d_threshold = choose_thresholds(
-            conf[sel], dist[sel] if use_distance else None, on_topic_reject, share
+            conf[sel], dist[sel] if use_distance else None, on_topic_reject, share, level
         )
         cal = {
             "temperature": temperature,
@@ -595,6 +633,7 @@ def _calibration_record(
     distance_share: float | str,
     holdout: float,
     on_topic_reject: float,
+    on_topic_reject_level: float | None,
     figures: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The calibration as written to ``calibration.json``: the fit, its settings, the figures."""
@@ -603,6 +642,7 @@ def _calibration_record(
         "distance_share_setting": distance_share,
         "holdout": float(holdout),
         "on_topic_reject": float(on_topic_reject),
+        "on_topic_reject_level": on_topic_reject_level,
         "threshold_from": "truth.json on-topic clips"
         if cal["has_truth"]
         else "clips answered their label",
@@ -623,6 +663,7 @@ def calibrate_file(
     seed: int = 0,
     device: str = "cpu",
     distance_share: float | str = "auto",
+    on_topic_reject_level: float | None = None,
 ) -> dict[str, Any]:
     """Rule ``calibrate``: fit a predictor's temperature, top-label map and ``unknown``
     thresholds on held-out training clips and measure them (see the module doc).
@@ -640,6 +681,9 @@ def calibrate_file(
     :param distance_share: the share of the ``on_topic_reject`` budget the typicality distance
         test may spend (:func:`choose_thresholds`; 0: confidence alone), or ``auto``: the share
         of :data:`DISTANCE_SHARES` that handles most off-topic fit clips (:func:`fit_calibration`).
+    :param on_topic_reject_level: ``None``: the thresholds reject about ``on_topic_reject`` of
+        new on-topic clips; a probability: at most that share with this probability
+        (:func:`rejection_count`).
     :return: the calibration dict written to ``out_json``.
     """
     from .predict import Predictor
@@ -660,8 +704,9 @@ def calibrate_file(
 
     def fit(rows: np.ndarray) -> dict[str, Any]:
         return fit_calibration(
-            z, y, dist, table, rows, use_distance, on_topic_reject, distance_share, pred.labels
-        )
+            z, y, dist, table, rows, use_distance, on_topic_reject, distance_share, pred.labels,
+            on_topic_reject_level,
+        )  # fmt: skip
 
     # Cross-fitting: each half is answered by the calibration fitted on the other, so that every
     # held-out clip measures a calibration it did not choose; soundharvest predict gets the one
@@ -693,7 +738,9 @@ def calibrate_file(
     figures = _figures(
         table, z, conf, top, y, atypical, cal["has_truth"], pred.labels, int(voiced.sum())
     )
-    out = _calibration_record(cal, distance_share, holdout, on_topic_reject, figures)
+    out = _calibration_record(
+        cal, distance_share, holdout, on_topic_reject, on_topic_reject_level, figures
+    )
     # What answered each half in the figures (fitted on the other half).
     out["folds"] = folds
     write_json(out_json, out)

@@ -20,5 +20,6 @@ run_logged(
     downloads=snakemake.params.downloads or None,
     n_synthetic=c["synthetic"],
     distance_share=c["distance_share"],
+    on_topic_reject_level=c["on_topic_reject_level"],
     seed=snakemake.params.seed,
 )
