@@ -19,7 +19,8 @@ Scores:
 - ``relative``: the relative Mahalanobis distance (Ren et al. 2021): the frame's distance to its
   nearest label minus its distance to one Gaussian over all training codes (whose covariance is
   the shared one plus the spread of the label means), mean over frames;
-- ``clip_mean``: the distance of the clip's mean code.
+- ``clip_mean``: the distance of the clip's mean code;
+- ``to_top``: the mean frame distance to the mean of the clip's top label (not the nearest).
 
 Run: ``.venv/bin/python experiments/open_set_scores.py results-recogniser-cal stft weak
 downloads/demo/<store>`` (the frames are cached in ``/tmp/open_set_<run>_<kind>_<model>.npz``).
@@ -89,6 +90,10 @@ def scorers(means: np.ndarray, precision: np.ndarray, counts: np.ndarray) -> dic
     between = (m - mu0).T @ np.diag(w) @ (m - mu0)
     p0 = np.linalg.pinv(np.linalg.pinv(precision) + between)
 
+    def md_all(c: np.ndarray) -> np.ndarray:
+        d = c[:, None, :] - means[None]  # every label (a label without codes: NaN, never met)
+        return np.einsum("nkd,de,nke->nk", d, precision, d)
+
     def md(c: np.ndarray) -> np.ndarray:
         d = c[:, None, :] - m[None]
         return np.einsum("nkd,de,nke->nk", d, precision, d).min(axis=1)
@@ -98,12 +103,13 @@ def scorers(means: np.ndarray, precision: np.ndarray, counts: np.ndarray) -> dic
         return np.einsum("nd,de,ne->n", d, p0, d)
 
     return {
-        "mean": lambda c: md(c).mean(),
-        "median": lambda c: np.median(md(c)),
-        "q90": lambda c: np.quantile(md(c), 0.9),
-        "log": lambda c: np.log1p(md(c)).mean(),
-        "relative": lambda c: (md(c) - md0(c)).mean(),
-        "clip_mean": lambda c: md(c.mean(axis=0, keepdims=True))[0],
+        "mean": lambda c, lp: md(c).mean(),
+        "median": lambda c, lp: np.median(md(c)),
+        "q90": lambda c, lp: np.quantile(md(c), 0.9),
+        "log": lambda c, lp: np.log1p(md(c)).mean(),
+        "relative": lambda c, lp: (md(c) - md0(c)).mean(),
+        "clip_mean": lambda c, lp: md(c.mean(axis=0, keepdims=True))[0],
+        "to_top": lambda c, lp: md_all(c)[:, int(lp.mean(axis=0).argmax())].mean(),
     }
 
 
@@ -134,7 +140,10 @@ def main() -> None:
     out = []
     for name, f in scorers(data["means"], data["precision"], data["counts"]).items():
         s = np.array(
-            [f(np.asarray(c, dtype=np.float64)) if len(c) else np.nan for c in data["codes"]]
+            [
+                f(np.asarray(c, dtype=np.float64), lp) if len(c) else np.nan
+                for c, lp in zip(data["codes"], data["logp"], strict=True)
+            ]
         )
         rec = {"score": name}
         for k in ("speech", "other_label", "silence", "synthetic"):
