@@ -22,6 +22,7 @@ BENCHES = [
     "demo",
     "predict",
     "label_clusters",
+    "encode",
     "scale",
 ]
 

@@ -681,6 +681,7 @@ def calibrate_file(
     :param distance_share: the share of the ``on_topic_reject`` budget the typicality distance
         test may spend (:func:`choose_thresholds`; 0: confidence alone), or ``auto``: the share
         of :data:`DISTANCE_SHARES` that handles most off-topic fit clips (:func:`fit_calibration`).
+    :param device: where the predictor's encoder runs (``auto``: CUDA if present).
     :param on_topic_reject_level: ``None``: the thresholds reject about ``on_topic_reject`` of
         new on-topic clips; a probability: at most that share with this probability
         (:func:`rejection_count`).

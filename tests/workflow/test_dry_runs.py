@@ -50,6 +50,34 @@ def test_dry_run_has_one_job_per_batch_of_videos_and_stage(tmp_path):
     assert int(counts["spectrogram"]) == 2 * n_batches  # per feature kind
 
 
+#: The rules that run a trained encoder after training (config ``encode``).
+ENCODE_RULES = {"label_clusters", "embed", "calibrate", "score_eval"}
+
+
+def test_the_passes_that_run_a_trained_encoder_ask_for_the_encode_gpu_and_threads(tmp_path):
+    # On a GPU cluster label_clusters encodes every training frame once: it, and the other
+    # passes of a trained encoder, must be able to ask for a GPU (and threads) as train does.
+    config = tiny_config()
+    config["encode"] = {"gpu": 1, "threads": 2, "device": "cpu"}
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "--until", "candidates")
+    out = snakemake(tmp_path, "-n", "--cores", "4").stdout
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", out, re.M | re.S)
+    asks = {}
+    for rule, body in jobs:
+        threads = re.search(r"^\s*threads: (\d+)", body, re.M)
+        resources = re.search(r"^\s*resources: (.*)$", body, re.M)
+        gpu = re.search(r"\bgpu=(\d+)", resources.group(1) if resources else "")
+        asks.setdefault(rule, set()).add(
+            (int(threads.group(1)) if threads else 1, int(gpu.group(1)) if gpu else 0)
+        )
+    assert ENCODE_RULES <= set(asks), sorted(asks)
+    for rule in ENCODE_RULES:
+        assert asks[rule] == {(2, 1)}, (rule, asks[rule])
+    # train keeps its own (train.gpu 0 here); the per-video stages ask for no GPU.
+    assert all(g == 0 for rule in ("train", "convert", "kmeans_sweep") for _, g in asks[rule])
+
+
 def test_bad_config_value_stops_with_one_line(tmp_path):
     write_config(tmp_path, tiny_config(search={"results_per_query": -3}))
     proc = snakemake(tmp_path, "-n", check=False)

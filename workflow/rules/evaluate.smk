@@ -80,9 +80,12 @@ rule embed:
         f"{LOGS}/embed/{{kind}}/{{model}}.log",
     conda:
         "../../envs/evaluate.yaml"
+    threads: config["encode"]["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
+        gpu=config["encode"]["gpu"],
+        gpu_model=config["encode"]["gpu_model"] or None,
     params:
         model=lambda wildcards: wildcards.model,
         latent=lambda wildcards: baseline_dim(),

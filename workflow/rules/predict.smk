@@ -20,10 +20,12 @@ rule label_clusters:
         f"{BENCH}/label_clusters/{{kind}}/{{model}}.tsv"
     conda:
         "../../envs/evaluate.yaml"
-    threads: 1
+    threads: config["encode"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=config["encode"]["gpu"],
+        gpu_model=config["encode"]["gpu_model"] or None,
     params:
         out_dir=lambda wildcards, output: str(Path(output.meta).parent),
         clusters=config["label_clusters"],
@@ -54,9 +56,12 @@ rule calibrate:
         f"{BENCH}/calibrate/{{kind}}/{{model}}.tsv"
     conda:
         "../../envs/evaluate.yaml"
+    threads: config["encode"]["threads"]
     resources:
         mem_mb=2000,
         runtime=30,
+        gpu=config["encode"]["gpu"],
+        gpu_model=config["encode"]["gpu_model"] or None,
     params:
         calibration=config["calibration"],
         convert_dir=f"{R}/convert",
@@ -91,6 +96,10 @@ rule score_eval:
         f"{LOGS}/score_eval/{{kind}}/{{model}}.log",
     conda:
         "../../envs/evaluate.yaml"
+    threads: config["encode"]["threads"]
+    resources:
+        gpu=config["encode"]["gpu"],
+        gpu_model=config["encode"]["gpu_model"] or None,
     script:
         "../scripts/score_eval.py"
 

@@ -1,4 +1,6 @@
-# Training: one job per model x feature kind, on the shuffled shards. The only GPU rule.
+# Training: one job per model x feature kind, on the shuffled shards. A GPU rule (`train`);
+# the passes that run a trained encoder after it (label_clusters, embed, calibrate, score_eval)
+# take theirs from `encode`.
 
 
 rule train:

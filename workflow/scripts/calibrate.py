@@ -22,4 +22,5 @@ run_logged(
     distance_share=c["distance_share"],
     on_topic_reject_level=c["on_topic_reject_level"],
     seed=snakemake.params.seed,
+    device=snakemake.config["encode"]["device"],
 )

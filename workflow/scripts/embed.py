@@ -15,4 +15,5 @@ run_logged(
     loud_npy=snakemake.input.get("loud"),
     loud_note_npy=snakemake.input.get("loud_note"),
     windows_npy=snakemake.input.get("windows"),
+    device=snakemake.config["encode"]["device"],
 )

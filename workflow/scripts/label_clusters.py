@@ -24,4 +24,5 @@ run_logged(
     silence_dbfs=snakemake.params.silence_dbfs,
     votes_tsv=snakemake.output.votes,
     scratch_dir=getattr(snakemake.resources, "tmpdir", None),
+    device=snakemake.config["encode"]["device"],
 )

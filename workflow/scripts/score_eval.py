@@ -20,4 +20,5 @@ run_logged(
     calibration_json=snakemake.input.calibration,
     nsynth_dir=snakemake.input.eval_set,
     out_answers_tsv=snakemake.output.answers,
+    device=snakemake.config["encode"]["device"],
 )

@@ -40,6 +40,7 @@ def embed_file(
     loud_npy: Pathlike | None = None,
     loud_note_npy: Pathlike | None = None,
     windows_npy: Pathlike | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Codes of the evaluation notes under ``model``: one per note.
 
@@ -52,6 +53,7 @@ def embed_file(
         note's consecutive frames from its highest-energy frame on (:func:`~.frames.
         eval_windows`, at least the window's span); the note's code is that of the window
         that starts there. Single-frame models ignore it.
+    :param device: where a trained model encodes (``auto``: CUDA if present).
     """
     from . import embed as _embed
     from .frames import pool_codes
@@ -69,7 +71,7 @@ def embed_file(
     else:
         from ..encoder import Encoder
 
-        enc = Encoder.load(weights)
+        enc = Encoder.load(weights, device=device)
         t, stride, span = enc.context, enc.stride, enc.span
         if t > 1:
             if pooled:

@@ -255,6 +255,7 @@ def score_eval_file(
     calibration_json: Pathlike | None = None,
     nsynth_dir: Pathlike | None = None,
     out_answers_tsv: Pathlike | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Rule ``score_eval``: the family of every eval note through the label -> family map.
 
@@ -281,6 +282,8 @@ def score_eval_file(
         ``soundharvest predict`` says on every note's file, with the predictor's calibration
         when it has one) adds :data:`FILE_COLUMNS` to the row.
     :param out_answers_tsv: where to write :func:`file_answers`' table (needs ``nsynth_dir``).
+    :param device: where the predictor's encoder runs on the notes' files (``auto``: CUDA if
+        present).
     :return: the row as a dict.
     """
     from ..calibrate import read_calibration
@@ -321,7 +324,7 @@ def score_eval_file(
     if nsynth_dir is not None:
         from ..predict import Predictor
 
-        answers = file_answers(Predictor.load(d), nsynth_dir, notes, fam)
+        answers = file_answers(Predictor.load(d, device=device), nsynth_dir, notes, fam)
         row |= file_scores(answers)
         if out_answers_tsv is not None:
             write_tsv(out_answers_tsv, answers)
