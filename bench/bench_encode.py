@@ -22,18 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-ARCH = {
-    "frontend": "logconv",
-    "channels": [32, 32, 32],
-    "kernel": 9,
-    "bins_per_octave": 36,
-    "fmin": 60.0,
-    "hidden": [128],
-    "latent": 10,
-    "context": 8,
-    "context_stride": 4,
-}
-BINS = 513
+# The same window encoder as the label_clusters benchmark (config/recogniser.yaml's).
+from bench_label_clusters import ARCH, BINS  # noqa: E402
+
 #: The thesis' training frames (DESIGN.md): what one label_clusters pass encodes at scale.
 THESIS_FRAMES = 150e6
 
