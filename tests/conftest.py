@@ -3,7 +3,7 @@
 The workers take whole files in collection order (``--no-loadscope-reorder``: xdist would
 otherwise hand out the files with the most tests first, and the SLURM file has five), so the
 order decides the balance. First the SLURM test (mostly waiting on its scheduler, ~10 minutes)
-and the workflow file that builds the shared tiny run (tests/workflow/conftest.py, ~6 minutes),
+and the workflow file that builds the shared tiny run (tests/workflow/conftest.py, ~10 minutes),
 each on a worker of its own; then the unit tests, which need neither and fill the other cores
 while those two run; then the workflow files with their own runs; last the files that wait for
 the tiny run, by then built.
