@@ -119,11 +119,15 @@ def test_a_rejection_level_makes_the_on_topic_budget_a_bound_that_holds_on_new_c
 
 
 def test_a_rejection_level_rejects_nothing_where_too_few_clips_can_promise_it() -> None:
-    assert rejection_count(20, 0.1) == 2 and rejection_count(20, 0.1, 0.9) == 0
-    assert rejection_count(1000, 0.1, 0.9) in range(80, 100)
-    conf, dist = np.linspace(0.1, 1.0, 20), np.linspace(1.0, 5.0, 20)
-    c_thr, d_thr = choose_thresholds(conf, dist, 0.1, 0.5, 0.9)
-    assert c_thr == 0.0 and d_thr == dist.max()  # only what lies beyond every fitting clip
+    assert rejection_count(20, 0.1) == 2 and rejection_count(1000, 0.1, 0.9) in range(80, 100)
+    # 22 clips: what lies beyond all of them is new with probability ~1/23, more than a 10 %
+    # share with probability 0.9^22 < 0.1; on 20 clips (0.9^20 > 0.1) not even that.
+    assert rejection_count(22, 0.1, 0.9) == 0 and rejection_count(20, 0.1, 0.9) == -1
+    conf, dist = np.linspace(0.1, 1.0, 22), np.linspace(1.0, 5.0, 22)
+    assert choose_thresholds(conf, dist, 0.1, 0.5, 0.9) == (0.0, dist.max())
+    assert choose_thresholds(conf[:20], dist[:20], 0.1, 0.5, 0.9) == (0.0, float("inf"))
+    # No budget: no threshold, whatever the clips.
+    assert choose_thresholds(conf, dist, 0.0, 0.5) == (0.0, float("inf"))
     with pytest.raises(SoundharvestError, match="on_topic_reject_level"):
         rejection_count(50, 0.1, 1.5)
 

@@ -244,7 +244,8 @@ def rejection_count(n: int, budget: float, level: float | None = None) -> int:
     which the share of new on-topic clips rejected stays at most ``budget`` with probability
     ``level`` (a training-conditional conformal bound, Vovk 2012: rejecting the ``r`` most
     extreme of ``n`` exchangeable clips rejects a share of new ones distributed as
-    ``Beta(r + 1, n - r)``). On few clips that may be none.
+    ``Beta(r + 1, n - r)``). On few clips that may be none (0: only what lies beyond every
+    fitting clip), or not even that (-1: no threshold at all).
 
     :raises SoundharvestError: for a budget outside [0, 1) or a level outside (0, 1).
     """
@@ -263,7 +264,7 @@ def rejection_count(n: int, budget: float, level: float | None = None) -> int:
 
     r = np.arange(n)  # r = n would reject every fitting clip
     ok = beta.sf(float(budget), r + 1, n - r) <= 1.0 - float(level)
-    return int(r[ok].max()) if ok.any() else 0
+    return int(r[ok].max()) if ok.any() else -1
 
 
 def choose_thresholds(
@@ -290,6 +291,8 @@ def choose_thresholds(
     c = np.asarray(confidence, dtype=np.float64)
     d = None if distance is None else np.asarray(distance, dtype=np.float64)
     r = rejection_count(len(c), reject, level)
+    if r < 0 or reject == 0:  # no budget, or none these clips can promise
+        return 0.0, float("inf")
     if d is None or len(d) == 0 or not np.isfinite(d).all() or distance_share == 0:
         return _lowest(c, r), float("inf")
     r_d = int(np.floor(r * float(distance_share) + 1e-9))
