@@ -14,7 +14,7 @@ from test_contrastive import make_clips
 
 from soundharvest.calibrate import (
     calibrated_probabilities,
-    choose_threshold,
+    choose_thresholds,
     ece_floor,
     expected_calibration_error,
     fit_confidence_map,
@@ -276,12 +276,13 @@ def test_ece_floor_is_the_noise_a_calibrated_predictor_shows_on_few_clips() -> N
 
 
 def test_threshold_rejects_the_asked_share_of_on_topic_clips() -> None:
+    # Without distances the confidence threshold takes the whole budget.
     conf = np.linspace(0.0, 1.0, 101)
-    t = choose_threshold(conf, 0.1)
+    t = choose_thresholds(conf, None, 0.1)[0]
     assert np.mean(conf < t) == pytest.approx(0.1, abs=0.011)
-    assert choose_threshold(conf, 0.0) == 0.0
+    assert choose_thresholds(conf, None, 0.0)[0] == 0.0
     with pytest.raises(SoundharvestError, match="on_topic_reject"):
-        choose_threshold(conf, 1.5)
+        choose_thresholds(conf, None, 1.5)
 
 
 def test_synthetic_clips_hold_silence_noise_and_speech() -> None:

@@ -308,13 +308,6 @@ def _lowest(confidence: np.ndarray, r: int) -> float:
     return float(c[min(r, len(c) - 1)]) if r > 0 and len(c) else 0.0
 
 
-def choose_threshold(confidence: np.ndarray, quantile: float) -> float:
-    """The confidence below which the answer is ``unknown``: the ``quantile`` of the given
-    (on-topic) confidences, so that about that share of them is rejected; 0 without data."""
-    c = np.asarray(confidence, dtype=np.float64)
-    return _lowest(c, rejection_count(len(c), quantile))
-
-
 # --------------------------------------------------------------------------------------------
 # Synthetic off-topic clips
 # --------------------------------------------------------------------------------------------
