@@ -205,7 +205,7 @@ def _check_relative(key: str, value: str) -> None:
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
-    from .models import CONTEXT_TYPES, resolve_arch
+    from .architecture import CONTEXT_TYPES, resolve_arch
 
     _check_relative("results", config["results"])
     _check_relative("downloads", config["downloads"])

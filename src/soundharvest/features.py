@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 from .io import Pathlike, SoundharvestError, save_npy
 
@@ -259,6 +258,8 @@ def compute_features(
         float32, the frame's power summed over the one-sided STFT spectrum (linear, before dB).
         An empty signal gives ``(0, n_bins)`` and ``(0,)``.
     """
+    import scipy.fft  # here, not at the top: the Snakefile reads n_bins on every parse
+
     p = make_params(kind, params)
     bins = n_bins(kind, asdict(p))
     y = np.asarray(samples, dtype=np.float32)

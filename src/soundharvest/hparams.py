@@ -23,6 +23,21 @@ from typing import Any
 
 from .io import SoundharvestError
 
+
+def supervision(settings: Mapping[str, Any]) -> str:
+    """What a model's training uses beyond the audio, from its settings (a ``models`` entry):
+    ``weak`` when the query labels are its targets (``classifier``) or decide positives
+    (``contrastive`` with ``positive_scope`` ``label`` or a ``label_weight`` above 0), else
+    ``none`` (self-supervised or untrained). Report ``weak`` models apart: they are no longer
+    unsupervised."""
+    if settings.get("type") == "classifier":
+        return "weak"
+    if settings.get("type") != "contrastive":
+        return "none"
+    label_scope = settings.get("positive_scope", "clip") == "label"
+    return "weak" if label_scope or float(settings.get("label_weight") or 0) > 0 else "none"
+
+
 #: The classifier's losses (:func:`soundharvest.train.robust_loss`).
 CLASSIFIER_LOSSES = ("ce", "gce", "bootstrap")
 

@@ -17,6 +17,9 @@ multiplies, FFT convolution, IIR filters) with no array transcendental (``np.exp
 may take different SIMD paths on different CPUs); the few transcendentals needed are scalars
 from Python's ``math``. Random numbers come from :func:`rng_for`, a numpy ``Generator`` seeded
 from a SHA-256 of its keys, so a result depends on its keys and on the package versions only.
+
+``scipy.signal`` (about a second to import) is imported by the functions that filter, not here:
+the program tables are read whenever the Snakefile is parsed, by every ``snakemake`` command.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 from .io import SoundharvestError
 
@@ -396,6 +398,8 @@ def render_notes(
             font.channel_note_off(ch, key)
     if pos < n:
         font.render(memoryview(out[pos:]).cast("B"), False)
+    from scipy import signal
+
     # resample_poly's FIR (Kaiser, 41 taps) is the anti-alias filter of the 2:1 decimation.
     y = signal.resample_poly(out.astype(np.float64), 1, 2)[:n_out]
     # Some samples carry a DC offset (the alto sax's is half its RMS): a 20 Hz high-pass
@@ -469,6 +473,8 @@ def room_reverb(
     :param rt60: seconds for the tail to fall by 60 dB (0.3 s: small room, 2 s: church).
     :param wet_db: level of the reverberant part relative to the dry signal (RMS).
     """
+    from scipy import signal
+
     n_ir = int(min(rt60 * 1.2, 2.5) * sample_rate)
     ir = rng.standard_normal(n_ir) * decay_envelope(n_ir, rt60, sample_rate)
     # Early reflections: 6 taps in the first 50 ms (walls a few metres away).
@@ -495,6 +501,8 @@ def background_noise(
 ) -> np.ndarray:
     """Unit-RMS background noise: ``white`` (hiss), ``pink`` (room tone), ``brown`` (rumble,
     wind) or ``hum`` (50 or 60 Hz mains with harmonics, over faint hiss)."""
+    from scipy import signal
+
     if color == "white":
         y = rng.standard_normal(n)
     elif color == "pink":
@@ -542,6 +550,8 @@ def speech_like(rng: np.random.Generator, n: int, sample_rate: int = SAMPLE_RATE
     Not intelligible and not meant to be: it has speech's 3-6 Hz syllable rhythm, its pitch
     (90-220 Hz) and formant structure, which is what makes a talking-head video off-topic.
     """
+    from scipy import signal
+
     out = np.zeros(n, dtype=np.float64)
     f0_base = rng.uniform(90.0, 220.0)
     t = int(rng.uniform(0.0, 0.3) * sample_rate)

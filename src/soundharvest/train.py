@@ -50,6 +50,7 @@ from .hparams import (
     Hyperparameters,
     of_type,
 )
+from .hparams import supervision as supervision  # where the rules and tests have found it
 from .io import Pathlike, SoundharvestError, atomic_path, write_tsv
 from .loader import BLOCK_ROWS, ClipPositives, ShardReader
 from .models import autoencoder_of, build_model, context_of, resolve_arch
@@ -76,20 +77,6 @@ CURVE_COLUMNS = [
 METRICS = CURVE_COLUMNS[1:-1]
 COMPILE_MODES = ("auto", "eager", "compile", "reduce-overhead", "cudagraph")
 LR_SCHEDULES = ("constant", "cosine")
-
-
-def supervision(settings: Mapping[str, Any]) -> str:
-    """What a model's training uses beyond the audio, from its settings (a ``models`` entry):
-    ``weak`` when the query labels are its targets (``classifier``) or decide positives
-    (``contrastive`` with ``positive_scope`` ``label`` or a ``label_weight`` above 0), else
-    ``none`` (self-supervised or untrained). Report ``weak`` models apart: they are no longer
-    unsupervised."""
-    if settings.get("type") == "classifier":
-        return "weak"
-    if settings.get("type") != "contrastive":
-        return "none"
-    label_scope = settings.get("positive_scope", "clip") == "label"
-    return "weak" if label_scope or float(settings.get("label_weight") or 0) > 0 else "none"
 
 
 def lr_factor(schedule: str, seen: int, total: int) -> float:

@@ -173,8 +173,8 @@ def batch_candidates(wildcards):
 # ---------------------------------------------------------------- features helpers
 
 from soundharvest.features import n_bins
-from soundharvest.models import context_span
-from soundharvest.train import supervision
+from soundharvest.architecture import context_span
+from soundharvest.hparams import supervision
 
 
 def feature_params(kind):
