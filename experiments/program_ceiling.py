@@ -19,6 +19,12 @@ are rendered from it, the training notes always from TimGM6mb, as in the workflo
 
 ``--features envelope`` adds the note's level envelope from its onset to the loudest frame: what
 a reader of the note's attack and decay (not one spectrum) could carry across programs.
+``--features patch`` reads a time-frequency patch instead: 64 mel bands x the first ~1 s from the
+onset (what a 2-D CNN over log-mel patches, the literature's front end, sees).
+
+``--reader`` picks who reads them: ``linear`` (the probe's logistic regression), or a nonlinear
+one (``mlp``, ``boost``: gradient-boosted trees, ``knn``), to tell a linear reader's limit from the
+frames' own.
 
 Run: ``.venv/bin/python experiments/program_ceiling.py`` (about a minute).
 """
@@ -53,6 +59,21 @@ LABEL_FAMILY = {
 
 #: Frames of level envelope ``--features envelope`` adds, from the note's onset (~2 s).
 ENVELOPE_FRAMES = 64
+#: ``--features patch``: mel bands and frames from the onset (32 hops of 512 at 16 kHz, ~1 s).
+PATCH_MEL = {**DEFAULT["features"]["mel"], "n_mels": 64}
+PATCH_FRAMES = 32
+
+
+def onset_patch(samples: np.ndarray) -> np.ndarray:
+    """64 mel bands x PATCH_FRAMES frames from the note's onset (first frame within 40 dB of
+    its loudest), in [0, 1], zero-padded: the note's attack and early decay, flattened."""
+    frames, energy = compute_features(samples, synth.SAMPLE_RATE, "mel", PATCH_MEL)
+    level = 10 * np.log10(energy / max(float(energy.max()), 1e-30) + 1e-10)
+    onset = int(np.argmax(level > -40))
+    out = np.zeros((PATCH_FRAMES, frames.shape[1]), dtype=np.float32)
+    part = frames[onset : onset + PATCH_FRAMES]
+    out[: len(part)] = part
+    return out.ravel()
 
 
 def top_frame(
@@ -61,9 +82,10 @@ def top_frame(
     """The note's loudest STFT frame; with ``features="envelope"`` followed by its level
     envelope from the onset (the first frame within 40 dB of the loudest), in dB re the
     loudest, clipped to 80 dB and scaled to [-1, 0]: how the note starts and decays."""
-    frames, energy = compute_features(
-        render_note(program, pitch, velocity, soundfont), synth.SAMPLE_RATE, "stft", STFT
-    )
+    samples = render_note(program, pitch, velocity, soundfont)
+    if features == "patch":
+        return onset_patch(samples)
+    frames, energy = compute_features(samples, synth.SAMPLE_RATE, "stft", STFT)
     top = frames[int(np.argmax(energy))]
     if features == "top":
         return top
@@ -102,7 +124,31 @@ def split_programs(source: DemoSource, families: list[str]) -> dict[str, tuple[l
     return out
 
 
-def ceiling(split, n_notes, seed, soundfont, features="top"):
+def make_reader(name: str, seed: int):
+    """The classifier of ``--reader``, standardised inputs where it matters."""
+    if name == "linear":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    if name == "mlp":
+        from sklearn.neural_network import MLPClassifier
+
+        return make_pipeline(
+            StandardScaler(),
+            MLPClassifier(
+                (256, 128), alpha=1e-2, max_iter=500, early_stopping=True, random_state=seed
+            ),
+        )
+    if name == "boost":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(max_iter=200, random_state=seed)
+    if name == "knn":
+        from sklearn.neighbors import KNeighborsClassifier
+
+        return make_pipeline(StandardScaler(), KNeighborsClassifier(5, metric="cosine"))
+    raise ValueError(f"--reader: {name!r} is not one of linear, mlp, boost, knn")
+
+
+def ceiling(split, n_notes, seed, soundfont, features="top", reader="linear"):
     Xtr, ytr, Xte, yte = [], [], [], []
     for fam, (train, test) in split.items():
         for p in train:
@@ -111,7 +157,7 @@ def ceiling(split, n_notes, seed, soundfont, features="top"):
         for p in test:
             Xte.append(notes_of(p, n_notes, seed + 1, soundfont, features))
             yte += [fam] * len(Xte[-1])
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    clf = make_reader(reader, seed)
     clf.fit(np.concatenate(Xtr), ytr)
     pred = clf.predict(np.concatenate(Xte))
     yte = np.array(yte)
@@ -129,11 +175,12 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "config/wide_programs.yaml"))
     ap.add_argument(
         "--features",
-        choices=("top", "envelope"),
+        choices=("top", "envelope", "patch"),
         default="top",
         help="top: the loudest frame (the thesis' datapoint); envelope: plus the level "
-        "envelope of the note's first ~2 s",
+        "envelope of the note's first ~2 s; patch: 64 mel bands x ~1 s from the onset",
     )
+    ap.add_argument("--reader", choices=("linear", "mlp", "boost", "knn"), default="linear")
     args = ap.parse_args()
     families = args.families.split(",")
     options = {
@@ -143,7 +190,7 @@ def main() -> None:
     for name in args.splits.split(","):
         source = DemoSource(options[name])
         split = split_programs(source, families)
-        acc, per = ceiling(split, args.notes, args.seed, args.soundfont, args.features)
+        acc, per = ceiling(split, args.notes, args.seed, args.soundfont, args.features, args.reader)
         print(f"{name}: accuracy {acc:.3f} on disjoint programs (chance {1 / len(families):.3f})")
         for fam, (train, test) in split.items():
             print(f"  {fam:9s} {per[fam]:.3f}  train {train}  eval {test}")
