@@ -455,7 +455,7 @@ def test_calibration_sets_probabilities_and_unknown(trained, tmp_path) -> None:
 
 
 def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_clips(
-    trained, tmp_path
+    trained, tmp_path, caplog
 ) -> None:
     """calibrate_file end to end on held-out clips of the training labels: white, pink and brown
     noise and speech-like babble, none of which holds an instrument, are answered ``unknown``
@@ -541,3 +541,12 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
         holdout=0.0, n_synthetic=1,
     )  # fmt: skip
     assert none["temperature"] == 1.0 and none["n_fit"] == 0
+    # Clips too few for the budget (16 at 5 %: floor(0.8) = 0 rejected): thresholds are still
+    # written, and the log says why no confidence threshold came from them.
+    with caplog.at_level("WARNING", logger="soundharvest.calibrate"):
+        few = calibrate_file(
+            d, tmp_path / "catalog.csv", convert, tmp_path / "few.json", tmp_path / "few.tsv",
+            holdout=0.999, on_topic_reject=0.05, n_synthetic=1,
+        )  # fmt: skip
+    assert few["threshold"] == 0.0 and few["n_fit"] == len(rows)
+    assert f"only {len(rows)} fitting clips" in caplog.text and "at least 20" in caplog.text

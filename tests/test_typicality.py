@@ -14,6 +14,7 @@ from soundharvest.calibrate import (
     choose_thresholds,
     fit_calibration,
     rejection_count,
+    too_few_clips,
 )
 from soundharvest.io import SoundharvestError
 from soundharvest.typicality import CodeDensity
@@ -173,3 +174,16 @@ def test_auto_distance_share_gives_the_budget_to_the_test_that_rejects_off_topic
     assert (
         fit_calibration(z, y, dist, blind, rows, True, 0.2, "auto", labels)["distance_share"] == 0.5
     )
+
+
+def test_too_few_clips_for_the_budget_are_named_with_how_many_it_needs() -> None:
+    """6 clips and a 10 % budget reject none (the default run's calibration): the warning says
+    so and asks for 10; 20 clips reject 2 and need no warning; a level asks for more."""
+    msg = too_few_clips(6, 0.1)
+    assert msg is not None and "only 6 fitting clips" in msg and "at least 10" in msg
+    assert too_few_clips(20, 0.1) is None and too_few_clips(10, 0.1) is None
+    assert too_few_clips(9, 0.1) is not None
+    assert too_few_clips(0, 0.1) is None and too_few_clips(6, 0.0) is None
+    assert too_few_clips(20, 0.1, 0.9) is not None  # the level promises nothing on 20 clips
+    assert too_few_clips(22, 0.1, 0.9) is not None  # r = 0: only beyond every clip
+    assert too_few_clips(1000, 0.1, 0.9) is None

@@ -267,6 +267,23 @@ def rejection_count(n: int, budget: float, level: float | None = None) -> int:
     return int(r[ok].max()) if ok.any() else -1
 
 
+def too_few_clips(n: int, budget: float, level: float | None = None) -> str | None:
+    """What to tell the user when ``n`` on-topic fitting clips are too few for the budget to
+    reject any of them (:func:`rejection_count` < 1), so that ``unknown`` comes only from what
+    lies beyond every fitting clip; ``None`` when the thresholds rest on enough clips (or no
+    budget was asked for)."""
+    if n <= 0 or budget == 0 or rejection_count(n, budget, level) >= 1:
+        return None
+    need = int(np.ceil(1.0 / float(budget) - 1e-9))
+    rule = "" if level is None else f" at level {level}"
+    return (
+        f"only {n} fitting clips: an on-topic budget of {budget}{rule} rejects none of them, so "
+        "'unknown' comes only from audio beyond every one of them (no confidence threshold); "
+        f"give calibration more clips (at least {need}{' and more' if level else ''}: "
+        "search.results_per_query, calibration.holdout)"
+    )
+
+
 def choose_thresholds(
     confidence: np.ndarray,
     distance: np.ndarray | None,
@@ -722,6 +739,9 @@ def calibrate_file(
             answer_h[half])  # fmt: skip
         atypical[half] = (np.nan_to_num(dist, nan=-np.inf) > cal_h["distance_threshold"])[half]
     cal = fit(voiced)
+    few = too_few_clips(int(voiced.sum()), on_topic_reject, on_topic_reject_level)
+    if few and len(clips):
+        log.warning("calibrate %s: %s", Path(predictor_dir), few)
     table["top_label"] = [pred.labels[i] for i in top]
     table["confidence"] = np.round(conf, 4)
     table["distance"] = np.round(dist, 3)
