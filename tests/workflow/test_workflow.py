@@ -122,6 +122,13 @@ def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
     # Every predictor is calibrated on held-out clips, and says how it answers off-topic ones.
     assert trained["ece"].between(0, 1).all()
     assert trained["synthetic_rejected"].between(0, 1).all()
+    # ... and how many held-out clips those figures rest on, as the calibration counted them.
+    for kind, model in trained[["kind", "model"]].itertuples(index=False):
+        cal = json.loads(
+            (tiny_run / f"results/predictor/{kind}/{model}/calibration.json").read_text()
+        )
+        got = trained.loc[(trained["kind"] == kind) & (trained["model"] == model)]
+        assert got["calibration_clips"].item() == cal["n_test"] > 0, (kind, model)
     weak = summary[summary["kind"] == "stft"].set_index("model")["supervision"]
     assert weak["classifier"] == "weak" and weak["ae"] == "none"
     # What `soundharvest predict` answers on the notes' whole files, beside the codes' figures.

@@ -270,7 +270,7 @@ def summary_file(
 #: The predictor's calibration figures a score row carries (:mod:`soundharvest.calibrate`).
 CALIBRATION_COLUMNS = (
     "ece", "ece_floor", "on_topic_rejected", "open_set_rejected", "open_set_handled",
-    "synthetic_rejected",
+    "synthetic_rejected", "calibration_clips",
 )  # fmt: skip
 
 #: Columns of :func:`summarize_seeds`: the issue's comparison across training seeds.

@@ -321,6 +321,9 @@ def score_eval_file(
                     "on_topic_rejected", "open_set_rejected", "open_set_handled",
                     "synthetic_rejected"):  # fmt: skip
             row[key] = cal.get(key)
+        # How many held-out clips those figures (and the thresholds) rest on: an ECE or a
+        # rejection share of 6 clips says little.
+        row["calibration_clips"] = cal.get("n_test")
     if nsynth_dir is not None:
         from ..predict import Predictor
 
