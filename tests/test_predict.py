@@ -331,6 +331,55 @@ def test_predict_cli_bad_inputs(trained, tmp_path, capsys) -> None:
         assert str(bad) in out.err and why in out.err
 
 
+def test_predict_cli_labels_folders_and_streams_a_table(trained, tmp_path) -> None:
+    import io
+    import shutil
+
+    import pandas as pd
+
+    folder = tmp_path / "batch"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".hidden").mkdir()
+    shutil.copy(trained["held"]["flute"], folder / "b_flute.webm")
+    shutil.copy(trained["held"]["organ"], folder / "sub" / "a_organ.webm")
+    shutil.copy(trained["held"]["organ"], folder / ".hidden" / "skipped.webm")
+    (folder / "notes.txt").write_text("not audio, and not by its name either\n")
+    (folder / "broken.mp3").write_text("not audio, though its name says so\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    pred_dir = trained["root"] / "pred"
+
+    proc = run_cli(pred_dir, folder, empty, "--tsv", "--frames")
+    assert proc.returncode == 1  # the broken file and the empty folder
+    table = pd.read_csv(io.StringIO(proc.stdout), sep="\t", keep_default_na=False)
+    assert list(table.columns[-2:]) == ["p_flute", "p_organ"]
+    files = table[table["span"] == "file"]
+    # Sorted by the path inside the folder; hidden folders and non-audio names left out.
+    assert [Path(f).name for f in files["file"]] == [
+        "b_flute.webm", "broken.mp3", "a_organ.webm", "empty",
+    ]  # fmt: skip
+    ok = files[files["error"] == ""]
+    assert list(ok["answer"]) == ["flute", "organ"]
+    assert (ok[["p_flute", "p_organ"]].astype(float).sum(axis=1) - 1).abs().max() < 1e-3
+    bad = files[files["error"] != ""]
+    bad = bad.set_index(bad["file"].map(lambda f: Path(f).name))
+    assert "cannot decode" in bad.loc["broken.mp3", "error"]
+    assert "no audio files in this folder" in bad.loc["empty", "error"]
+    assert proc.stderr.count("\n") == 2
+    # The same answers as --json gives, and a row per second of each file.
+    doc = json.loads(run_cli(pred_dir, folder / "sub" / "a_organ.webm", "--json").stdout)
+    organ = doc["results"][0]
+    row = ok.iloc[1]
+    assert float(row["confidence"]) == organ["confidence"]
+    assert float(row["end"]) == organ["seconds"] and int(row["voiced_frames"]) > 0
+    seconds = table[(table["span"] == "second") & (table["file"] == row["file"])]
+    assert len(seconds) == int(np.ceil(organ["seconds"]))
+    assert list(seconds["start"].astype(int)) == list(range(len(seconds)))
+
+    both = run_cli(pred_dir, folder, "--tsv", "--json")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
 def test_label_clusters_rejects_other_kind_shards(trained, tmp_path) -> None:
     shards = trained["shards"]
     with pytest.raises(SoundharvestError, match="bins per frame"):

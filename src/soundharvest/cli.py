@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,34 +215,100 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "model_dir", type=Path, help="a predictor directory (results/predictor/<kind>/<model>)"
     )
-    p.add_argument("files", nargs="+", type=Path, help="audio files (any format ffmpeg reads)")
-    p.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        help="audio files (any format ffmpeg reads), or folders: every audio file under them",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    out.add_argument(
+        "--tsv",
+        action="store_true",
+        help="print a table, one row per file as it is done (a row per second too with --frames)",
+    )
     p.add_argument("--frames", action="store_true", help="also print a per-second timeline")
     p.add_argument("--kind", default=None, help="fail unless the model uses this feature kind")
     p.add_argument("--device", default="cpu", help="torch device of the encoder (default cpu)")
 
 
+def expand_inputs(paths: Sequence[Path]) -> list[tuple[Path, str | None]]:
+    """The files ``soundharvest predict`` labels, in order, each with ``None`` or the reason it
+    cannot be: a file as given, a folder as the audio files under it
+    (:func:`soundharvest.acquire.local.audio_files`); a folder with none is an error."""
+    from .acquire.local import audio_files
+
+    out: list[tuple[Path, str | None]] = []
+    for p in paths:
+        if not p.is_dir():
+            out.append((p, None))
+            continue
+        found = [(f, None) for f in audio_files(p)]
+        out += found or [(p, f"{p}: no audio files in this folder (by their extension)")]
+    return out
+
+
+#: The columns of ``soundharvest predict --tsv`` before one ``p_<label>`` column per label.
+TSV_COLUMNS = (
+    "file", "span", "start", "end", "answer", "label", "confidence", "unknown_because",
+    "distance", "voiced_frames", "n_frames", "error",
+)  # fmt: skip
+
+
+def tsv_rows(result: Mapping[str, Any], labels: Sequence[str], frames: bool = False) -> list[str]:
+    """``--tsv`` lines of one file's result (or ``{"file", "error"}``): the file's row (span
+    ``file``), then with ``frames`` one row per second (span ``second``)."""
+
+    def cell(v: Any) -> str:
+        return "" if v is None else str(v).replace("\t", " ").replace("\n", " ")
+
+    def row(r: Mapping[str, Any], span: str, start: Any, end: Any) -> str:
+        probs = r.get("probabilities") or {}
+        vals = [result["file"], span, start, end] + [r.get(c) for c in TSV_COLUMNS[4:]]
+        return "\t".join(cell(v) for v in vals + [probs.get(lab) for lab in labels])
+
+    if "error" in result:
+        return [row(result, "file", None, None)]
+    lines = [row(result, "file", 0, result["seconds"])]
+    if frames:
+        lines += [row(t, "second", t["start"], t["end"]) for t in result["timeline"]]
+    return lines
+
+
 def _predict_run(args: argparse.Namespace) -> int:
     """Run ``soundharvest predict``: one verdict per file; an unreadable file gets a one-line
-    error on stderr and the others go on (exit status 1 if any failed)."""
+    error on stderr and the others go on (exit status 1 if any failed). Text and ``--tsv``
+    print each file's answer as soon as it is known (a long batch can be read, or cut, as it
+    goes); ``--json`` prints one document at the end."""
     import json
 
     from .predict import Predictor  # imported on use: keeps `inspect` light
 
     predictor = Predictor.load(args.model_dir, device=args.device, expect_kind=args.kind)
+    if args.tsv:
+        header = list(TSV_COLUMNS) + [f"p_{lab}" for lab in predictor.labels]
+        print("\t".join(header), flush=True)
     results, failed = [], 0
-    for f in args.files:
+    for f, why in expand_inputs(args.files):
         try:
+            if why is not None:
+                raise SoundharvestError(why)
             res = predictor.predict_file(f)
         except SoundharvestError as e:
             failed += 1
             print(f"soundharvest predict: {e}", file=sys.stderr)
-            results.append({"file": str(f), "error": str(e)})
+            res = {"file": str(f), "error": str(e)}
+            results.append(res)
+            if args.tsv:
+                print("\n".join(tsv_rows(res, predictor.labels)), flush=True)
             continue
         if not args.frames:
             res.pop("timeline")
         results.append(res)
-        if not args.json:
+        if args.tsv:
+            print("\n".join(tsv_rows(res, predictor.labels, args.frames)), flush=True)
+        elif not args.json:
             print(format_result(res, args.frames), flush=True)
     if args.json:
         doc = {

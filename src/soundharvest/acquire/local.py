@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -44,6 +45,21 @@ AUDIO_EXTENSIONS = (
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _FFMPEG_DURATION = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def audio_files(folder: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[Path]:
+    """The audio files under ``folder`` (recursively; by extension, lower case, no dot), sorted
+    by their path inside it; hidden files and folders are left out."""
+    exts = {str(e).lower().lstrip(".") for e in extensions}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if name.rsplit(".", 1)[-1].lower() in exts and "." in name:
+                found.append(Path(dirpath) / name)
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
 def file_id(path: Path, root: Path) -> str:
@@ -117,17 +133,7 @@ class LocalSource(Source):
 
     def list_files(self, query: str) -> list[Path]:
         """Audio files under the query's folder, sorted by their path (hidden ones excluded)."""
-        folder = self._folder(query)
-        exts = self._extensions()
-        found = []
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if name.startswith("."):
-                    continue
-                if name.rsplit(".", 1)[-1].lower() in exts and "." in name:
-                    found.append(Path(dirpath) / name)
-        return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+        return audio_files(self._folder(query), self._extensions())
 
     def search(self, label: str, query: str, n_results: int) -> list[Candidate]:
         """List the first ``n_results`` audio files of the query's folder as candidates."""
