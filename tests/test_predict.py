@@ -378,6 +378,12 @@ def test_predict_cli_labels_folders_and_streams_a_table(trained, tmp_path) -> No
 
     both = run_cli(pred_dir, folder, "--tsv", "--json")
     assert both.returncode == 2 and "not allowed with" in both.stderr
+    import torch
+
+    if not torch.cuda.is_available():  # the default device is auto: a GPU only where there is one
+        gpu = run_cli(pred_dir, folder / "b_flute.webm", "--device", "cuda")
+        assert gpu.returncode == 1 and gpu.stderr.count("\n") == 1
+        assert "no CUDA GPU here; use auto or cpu" in gpu.stderr
 
 
 def test_label_clusters_rejects_other_kind_shards(trained, tmp_path) -> None:

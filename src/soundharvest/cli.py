@@ -230,7 +230,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--frames", action="store_true", help="also print a per-second timeline")
     p.add_argument("--kind", default=None, help="fail unless the model uses this feature kind")
-    p.add_argument("--device", default="cpu", help="torch device of the encoder (default cpu)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device of the encoder: auto (a CUDA GPU where there is one), cpu, cuda:N",
+    )
 
 
 def expand_inputs(paths: Sequence[Path]) -> list[tuple[Path, str | None]]:
