@@ -589,6 +589,12 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
     test = real[real["voiced_frames"] > 0]
     assert cal["n_test"] == len(test) and cal["n_test"] > 0
     assert cal["ece_floor"] == pytest.approx(ece_floor(test["confidence"].to_numpy()), abs=1e-4)
+    from soundharvest.calibrate import ece_p_value
+
+    right = (test["top_label"] == test["label"]).to_numpy()
+    assert cal["ece_p"] == pytest.approx(
+        ece_p_value(test["confidence"].to_numpy(), right), abs=0.02
+    )  # the table's confidences are rounded to 4 decimals
     # No clip held out (calibration.holdout: 0): a warning, temperature 1 and no 'unknown'
     # threshold from clips, not a crash.
     none = calibrate_file(

@@ -16,6 +16,7 @@ from soundharvest.calibrate import (
     calibrated_probabilities,
     choose_thresholds,
     ece_floor,
+    ece_p_value,
     expected_calibration_error,
     fit_confidence_map,
     fit_temperature,
@@ -273,6 +274,24 @@ def test_ece_floor_is_the_noise_a_calibrated_predictor_shows_on_few_clips() -> N
     # Certain answers are always right: no noise; seeded: the same confidences, the same floor.
     assert ece_floor(np.ones(10)) == 0.0
     assert ece_floor(conf[:24]) == small and np.isnan(ece_floor(np.zeros(0)))
+
+
+def test_ece_p_value_is_uniform_for_a_calibrated_predictor_and_small_for_an_overconfident_one():
+    rng = np.random.default_rng(5)
+    conf = rng.uniform(0.4, 0.95, 300)
+    # Outcomes drawn as the confidences say: about 5 % of sets fall below 0.05, 20 % below 0.2.
+    ps = np.array(
+        [ece_p_value(conf, rng.random(300) < conf, draws=400, seed=i) for i in range(300)]
+    )
+    assert 0.01 <= np.mean(ps < 0.05) <= 0.10 and 0.13 <= np.mean(ps < 0.2) <= 0.28
+    assert ((ps > 0) & (ps <= 1)).all()
+    # 10 points too sure on 300 clips (floor ~0.05): the clips see it.
+    over = [ece_p_value(conf, rng.random(300) < conf - 0.1, seed=i) for i in range(20)]
+    assert np.median(over) < 0.01
+    # ... on 30 clips they do not: the same miscalibration is within the noise.
+    few = [ece_p_value(conf[:30], rng.random(30) < conf[:30] - 0.1, seed=i) for i in range(50)]
+    assert np.median(few) > 0.1
+    assert np.isnan(ece_p_value(np.zeros(0), np.zeros(0, dtype=bool)))
 
 
 def test_threshold_rejects_the_asked_share_of_on_topic_clips() -> None:

@@ -22,7 +22,8 @@ fitted on both halves. Synthetic clips (silence, noise, speech-like) that no mod
 (:func:`synthetic_clips`) are answered by that one.
 On a few dozen clips the ECE is mostly sampling noise: ``ece_floor`` (:func:`ece_floor`)
 is what a perfectly calibrated predictor would show on the same clips, so an ECE near it says
-"as calibrated as this many clips can tell", and a bar below it needs more held-out clips.
+"as calibrated as this many clips can tell", and a bar below it needs more held-out clips;
+``ece_p`` (:func:`ece_p_value`) is how often such a predictor shows at least the measured ECE.
 
 An answer is ``unknown`` when its confidence is low *or* when the audio is unlike the training
 data: its typicality distance (:mod:`soundharvest.typicality`) is high. The two thresholds share
@@ -221,18 +222,43 @@ def expected_calibration_error(
     return float(_calibration_gaps(confidence, np.asarray(correct)[None, :], n_bins)[0])
 
 
-def ece_floor(confidence: np.ndarray, n_bins: int = 10, draws: int = 2000, seed: int = 0) -> float:
-    """The ECE that a *perfectly calibrated* predictor shows on answers with these confidences:
-    the mean of :func:`expected_calibration_error` over ``draws`` simulated outcomes, each
+def ece_null(
+    confidence: np.ndarray, n_bins: int = 10, draws: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """The ECEs (``(draws,)``) that a *perfectly calibrated* predictor shows on answers with
+    these confidences: :func:`expected_calibration_error` of ``draws`` simulated outcomes, each
     answer right with probability its confidence (seeded: the same confidences, the same
-    floor). On few clips the ECE is mostly sampling noise (about 0.2 on 24 clips of confidence
-    ~0.55, 0.05 on ~400): an ECE near its floor cannot be told apart from perfect calibration,
-    and a bar below the floor cannot be met on that many clips. NaN without data."""
+    draws). Empty without data."""
     c = np.asarray(confidence, dtype=np.float64)
     if len(c) == 0:
-        return float("nan")
+        return np.zeros(0)
     right = np.random.default_rng(seed).random((int(draws), len(c))) < c
-    return float(_calibration_gaps(c, right, n_bins).mean())
+    return _calibration_gaps(c, right, n_bins)
+
+
+def ece_floor(confidence: np.ndarray, n_bins: int = 10, draws: int = 2000, seed: int = 0) -> float:
+    """The ECE that a *perfectly calibrated* predictor shows on answers with these confidences:
+    the mean of :func:`ece_null`. On few clips the ECE is mostly sampling noise (about 0.2 on
+    24 clips of confidence ~0.55, 0.05 on ~400): an ECE near its floor cannot be told apart
+    from perfect calibration, and a bar below the floor cannot be met on that many clips. NaN
+    without data."""
+    null = ece_null(confidence, n_bins, draws, seed)
+    return float(null.mean()) if len(null) else float("nan")
+
+
+def ece_p_value(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10, draws: int = 2000, seed: int = 0
+) -> float:
+    """How often a perfectly calibrated predictor with these confidences shows an ECE at least
+    as large as the one measured (:func:`ece_null`; consistency resampling, Bröcker & Smith
+    2007), ``(1 + count) / (1 + draws)``. Small (e.g. < 0.05): a miscalibration these clips can
+    see; large: the measured ECE is within what as many clips show by chance. NaN without
+    data."""
+    null = ece_null(confidence, n_bins, draws, seed)
+    if not len(null):
+        return float("nan")
+    measured = expected_calibration_error(confidence, correct, n_bins)
+    return float((1 + np.count_nonzero(null >= measured - 1e-12)) / (1 + len(null)))
 
 
 def rejection_count(n: int, budget: float, level: float | None = None) -> int:
@@ -463,6 +489,8 @@ def _figures(
         ),
         # What a perfectly calibrated predictor would measure on as many clips (sampling noise).
         "ece_floor": ece_floor(conf[tv]),
+        # How often such a predictor measures at least this ECE: small, a miscalibration.
+        "ece_p": ece_p_value(conf[tv], top[tv] == y[tv]),
         "accuracy_query": float(np.mean(top[tv] == y[tv])) if tv.any() else float("nan"),
         "n_fit": int(n_fit),
         "n_test": int(tv.sum()),
@@ -764,7 +792,7 @@ def calibrate_file(
     log.info(
         "calibrate %s: T = %.3f, top-label map %s, unknown below %.3f or beyond distance %s "
         "(distance share %s); cross-fitted ECE %.3f (uncalibrated %.3f; a perfectly calibrated "
-        "predictor: %.3f) on %d clips",
+        "predictor: %.3f, at least this ECE in a share %.3f of draws) on %d clips",
         Path(predictor_dir),
         cal["temperature"],
         out["confidence_map"],
@@ -774,6 +802,7 @@ def calibrate_file(
         figures["ece"],
         figures["ece_uncalibrated"],
         figures["ece_floor"],
+        figures["ece_p"],
         figures["n_test"],
     )
     return out

@@ -129,6 +129,7 @@ def test_summary_has_accuracy_of_the_cluster_label_model(tiny_run):
         )
         got = trained.loc[(trained["kind"] == kind) & (trained["model"] == model)]
         assert got["calibration_clips"].item() == cal["n_test"] > 0, (kind, model)
+        assert got["ece_p"].item() == pytest.approx(cal["ece_p"]) and 0 < cal["ece_p"] <= 1
     weak = summary[summary["kind"] == "stft"].set_index("model")["supervision"]
     assert weak["classifier"] == "weak" and weak["ae"] == "none"
     # What `soundharvest predict` answers on the notes' whole files, beside the codes' figures.

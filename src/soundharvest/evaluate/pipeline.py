@@ -269,7 +269,7 @@ def summary_file(
 
 #: The predictor's calibration figures a score row carries (:mod:`soundharvest.calibrate`).
 CALIBRATION_COLUMNS = (
-    "ece", "ece_floor", "on_topic_rejected", "open_set_rejected", "open_set_handled",
+    "ece", "ece_floor", "ece_p", "on_topic_rejected", "open_set_rejected", "open_set_handled",
     "synthetic_rejected", "calibration_clips",
 )  # fmt: skip
 

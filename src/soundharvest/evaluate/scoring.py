@@ -318,7 +318,7 @@ def score_eval_file(
     cal = read_calibration(calibration_json) if calibration_json is not None else None
     if cal is not None:
         for key in ("temperature", "threshold", "distance_threshold", "ece", "ece_floor",
-                    "on_topic_rejected", "open_set_rejected", "open_set_handled",
+                    "ece_p", "on_topic_rejected", "open_set_rejected", "open_set_handled",
                     "synthetic_rejected"):  # fmt: skip
             row[key] = cal.get(key)
         # How many held-out clips those figures (and the thresholds) rest on: an ECE or a
