@@ -39,9 +39,10 @@ SHOWN = (
     "file_accuracy", "file_closed_accuracy", "file_rejected",
     # How honest the predictor is (soundharvest.calibrate): calibration error on held-out
     # clips, and the shares of off-topic + synthetic and of on-topic clips it rejects.
-    # ece_floor: what a perfectly calibrated predictor would show on as many clips, and
-    # calibration_clips how many held-out clips these figures rest on.
-    "ece", "ece_floor", "open_set_rejected", "open_set_handled", "on_topic_rejected",
+    # ece_floor: what a perfectly calibrated predictor would show on as many clips, ece_p how
+    # often it would show at least this ECE, and calibration_clips how many held-out clips
+    # these figures rest on.
+    "ece", "ece_floor", "ece_p", "open_set_rejected", "open_set_handled", "on_topic_rejected",
     "calibration_clips",
 )  # fmt: skip
 
