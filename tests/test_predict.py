@@ -611,3 +611,18 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
         )  # fmt: skip
     assert few["threshold"] == 0.0 and few["n_fit"] == len(rows)
     assert f"only {len(rows)} fitting clips" in caplog.text and "at least 20" in caplog.text
+    # ... and soundharvest predict repeats it to whoever uses the predictor.
+    assert cal["warning"] is None and f"only {len(rows)} fitting clips" in few["warning"]
+    shutil.copy(tmp_path / "few.json", d / "calibration.json")
+    proc = run_cli(d, held, "--json")
+    assert proc.returncode == 0 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"soundharvest predict: warning: {d}: only {len(rows)} fitting")
+    assert json.loads(proc.stdout)["calibration_warning"] in proc.stderr
+    # So does a floor above 0.1 (these toy clips are all surely right: floor 0): held-out clips
+    # too few to tell its probabilities from ones off by that much.
+    assert few["ece_floor"] < 0.1
+    write_json(d / "calibration.json", few | {"warning": None, "ece_floor": 0.18})
+    rough = Predictor.load(d).calibration_warning
+    assert rough.startswith(f"calibrated on {few['n_test']} held-out clips") and "0.18" in rough
+    write_json(d / "calibration.json", few | {"warning": None})
+    assert Predictor.load(d).calibration_warning is None

@@ -788,6 +788,8 @@ def calibrate_file(
     )
     # What answered each half in the figures (fitted on the other half).
     out["folds"] = folds
+    # Kept for soundharvest predict, which repeats it to whoever uses this predictor.
+    out["warning"] = few if len(clips) else None
     write_json(out_json, out)
     log.info(
         "calibrate %s: T = %.3f, top-label map %s, unknown below %.3f or beyond distance %s "

@@ -290,6 +290,9 @@ def _predict_run(args: argparse.Namespace) -> int:
     from .predict import Predictor  # imported on use: keeps `inspect` light
 
     predictor = Predictor.load(args.model_dir, device=args.device, expect_kind=args.kind)
+    warning = predictor.calibration_warning
+    if warning:
+        print(f"soundharvest predict: warning: {args.model_dir}: {warning}", file=sys.stderr)
     if args.tsv:
         header = list(TSV_COLUMNS) + [f"p_{lab}" for lab in predictor.labels]
         print("\t".join(header), flush=True)
@@ -329,6 +332,8 @@ def _predict_run(args: argparse.Namespace) -> int:
             # An answer whose distance to the training codes exceeds this is unknown too.
             "unknown_beyond_distance": predictor.distance_threshold,
             "silence_dbfs": predictor.silence_dbfs,
+            # Why the calibration's probabilities or 'unknown' may be rough (None: no reason).
+            "calibration_warning": warning,
             "results": results,
         }
         print(json.dumps(doc, indent=2))

@@ -97,6 +97,10 @@ def load_label_model(directory: Pathlike, meta: Mapping[str, Any]) -> Any:
 #: The predictor's default silence threshold (the convert stage's default), dBFS RMS per frame.
 SILENCE_DBFS = -60.0
 
+#: Above this ``ece_floor`` (the ECE a perfectly calibrated predictor shows on as many held-out
+#: clips) ``soundharvest predict`` warns that the probabilities are rough: ~50 clips or fewer.
+ROUGH_ECE_FLOOR = 0.1
+
 
 class Predictor:
     """An encoder (trained weights, or the identity for the raw baseline), a label model (named
@@ -171,6 +175,26 @@ class Predictor:
         """The typicality distance above which the answer is ``unknown`` (inf: no such test)."""
         t = (self.calibration or {}).get("distance_threshold")
         return float(t) if t is not None and self.typicality is not None else float("inf")
+
+    @property
+    def calibration_warning(self) -> str | None:
+        """What a user of this predictor should know about its calibration, or ``None``: the
+        calibrate stage's warning (too few clips for a confidence threshold), and an
+        ``ece_floor`` above :data:`ROUGH_ECE_FLOOR` (too few held-out clips to tell its
+        probabilities apart from ones off by that much). ``None`` when uncalibrated: every
+        answer says so."""
+        cal = self.calibration
+        if not cal:
+            return None
+        notes = [str(cal["warning"])] if cal.get("warning") else []
+        floor = cal.get("ece_floor")
+        if floor is not None and np.isfinite(floor) and floor > ROUGH_ECE_FLOOR:
+            notes.append(
+                f"calibrated on {cal.get('n_test', '?')} held-out clips, where even a perfectly "
+                f"calibrated predictor measures an ECE of {floor:.2f}: read its probabilities "
+                "as rough (more clips: search.results_per_query, calibration.holdout)"
+            )
+        return "; ".join(notes) or None
 
     @property
     def hop_seconds(self) -> float:
