@@ -402,11 +402,15 @@ def _score_clips(
 ) -> tuple[pd.DataFrame, list[np.ndarray | None], list[float]]:
     """Score every held-out clip: its table rows (what the catalog and ``truth.json`` say),
     its logits (None: no voiced frame) and its typicality distance (NaN: none)."""
+    from .progress import Progress
+
     rows, logits, distances = [], [], []
+    progress = Progress(len(clips), "calibrate: score held-out clips", log)
     for rec, in_a in zip(clips.to_dict("records"), half_a, strict=True):
         vid = str(rec["video_id"])
         wav = Path(convert_dir) / f"{vid}.wav"
         scores = pred.score_file(wav)
+        progress.step()
         truth = _truth_of(store, vid)
         dominant = (truth or {}).get("dominant") or {}
         kind = (truth or {}).get("off_topic_kind") if truth else ""
@@ -423,6 +427,7 @@ def _score_clips(
         )
         logits.append(scores["logits"])
         distances.append(np.nan if scores["distance"] is None else scores["distance"])
+    progress.finish()
     table = pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in (
         "answer", "top_label", "confidence", "distance", "p_query")])  # fmt: skip
     return table, logits, distances

@@ -7,12 +7,15 @@ memory does not grow with the sample (see ``docs/benchmarks.md``, label_clusters
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .io import Pathlike, SoundharvestError, load_npy
+
+log = logging.getLogger("soundharvest.sampling")
 
 #: Bytes of frames one block of a sample gathers before it is encoded: the windows of a model
 #: with context (40,000 of 8 x 513 float32 frames are 0.66 GB) are gathered and encoded block by
@@ -95,9 +98,14 @@ def encode_sources(encoder: Any, clips: Any, out: np.ndarray) -> np.ndarray:
         raise SoundharvestError(
             f"codes: {out.shape[0]} rows for the {clips.n_rows} rows of the concatenate files"
         )
-    for a, b in clips.clip_spans:
-        if b > a:  # a clip without frames (all silent, say) has no codes
-            out[a:b] = encoder.encode_sequence(clips.span(a, b))
+    from .progress import Progress
+
+    spans = [(a, b) for a, b in clips.clip_spans if b > a]  # a clip without frames: no codes
+    progress = Progress(sum(b - a for a, b in spans), "encode every training frame", log)
+    for a, b in spans:
+        out[a:b] = encoder.encode_sequence(clips.span(a, b))
+        progress.step(b - a)
+    progress.finish()
     return out
 
 

@@ -141,13 +141,16 @@ def file_answers(
         set, as ``closed_accuracy``; empty for a silent note).
     """
     from ..calibrate import SILENT, UNKNOWN
+    from ..progress import Progress
     from .nsynth import load_note
 
     allowed = np.array(_evaluated_labels(predictor.labels, fam, notes["family"].astype(str)))
     rows = []
+    progress = Progress(len(notes), "score_eval: answer every note's file", log)
     for key, family in zip(notes["note_str"], notes["family"], strict=True):
         samples = load_note(nsynth_dir, str(key))
         scored = predictor.score_samples(samples, str(Path(nsynth_dir) / "audio" / f"{key}.wav"))
+        progress.step()
         mean = scored["logits"]
         verdict = predictor.answer(mean, scored["distance"])
         answer = verdict["answer"]
@@ -167,6 +170,7 @@ def file_answers(
                 "closed_family": closed,
             }
         )
+    progress.finish()
     return pd.DataFrame(rows)
 
 
