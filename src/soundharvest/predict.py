@@ -99,7 +99,7 @@ SILENCE_DBFS = -60.0
 
 #: Above this ``ece_floor`` (the ECE a perfectly calibrated predictor shows on as many held-out
 #: clips) ``soundharvest predict`` warns that the probabilities are rough: below ~100 clips at
-#: the weak recogniser's confidences (0.15 on 52, 0.053 on 317, 0.029 on 965: experiments.md).
+#: the weak recogniser's confidences (0.13-0.14 on 52, 0.053 on 317, 0.029 on 965: experiments.md).
 ROUGH_ECE_FLOOR = 0.1
 
 
