@@ -87,8 +87,10 @@ def test_the_two_thresholds_share_one_rejection_budget() -> None:
     rejected = by_dist | (conf < c_thr)
     assert rejected.mean() == pytest.approx(0.1, abs=0.005)
     assert by_dist.mean() == pytest.approx(0.05, abs=0.003)
-    # All to the confidence, or no usable distances: no distance test.
-    assert choose_thresholds(conf, dist, 0.1, 0.0)[1] == float("inf")
+    # All to the confidence: the distance test still turns away what lies beyond every clip.
+    c_all, d_max = choose_thresholds(conf, dist, 0.1, 0.0)
+    assert d_max == dist.max() and np.mean(conf < c_all) == pytest.approx(0.1, abs=0.002)
+    # No usable distances: no distance test.
     assert choose_thresholds(conf, np.full(1000, np.nan), 0.1)[1] == float("inf")
     c_only, _ = choose_thresholds(conf, None, 0.1)
     assert np.mean(conf < c_only) == pytest.approx(0.1, abs=0.002)
@@ -153,7 +155,9 @@ def test_auto_distance_share_gives_the_budget_to_the_test_that_rejects_off_topic
     z = rng.normal(0, 0.3, (n_on + n_off, n_labels))
     sure = np.r_[rng.uniform(1.0, 3.0, n_on), np.full(n_off, 2.0 if tell == "distance" else 0.0)]
     z[np.arange(len(y)), y] += sure  # off-topic: as sure as on-topic, or not at all
-    dist = np.r_[rng.uniform(0, 10, n_on), rng.uniform(20, 30, n_off) if tell == "distance"
+    # Off-topic: farther than most on-topic clips, about half no farther than the farthest one
+    # (beyond which a distance test with no share of the budget still rejects).
+    dist = np.r_[rng.uniform(0, 10, n_on), rng.uniform(8.5, 12, n_off) if tell == "distance"
                  else rng.uniform(0, 10, n_off)]  # fmt: skip
     table = _clips_table(["on_topic"] * n_on + ["speech"] * n_off, [""] * (n_on + n_off))
     rows = np.ones(len(y), dtype=bool)

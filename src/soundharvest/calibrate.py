@@ -320,10 +320,11 @@ def choose_thresholds(
     """The confidence and typicality-distance thresholds that together reject
     :func:`rejection_count` of the given (on-topic) clips: the distance threshold alone the
     ``distance_share`` of them that lie farthest from the training data, the confidence
-    threshold the rest among the clips it lets through. Without distances (NaN, or ``None``) or
-    with ``distance_share`` 0 the confidence threshold takes the whole budget (no distance
-    test); with a share above 0 the distance test rejects at least what lies beyond every
-    given clip.
+    threshold the rest among the clips it lets through. Without distances (NaN, or ``None``)
+    the confidence threshold takes the whole budget (no distance test); with ``distance_share``
+    0 it takes the whole budget too, and the distance test still rejects what lies beyond every
+    given clip (audio unlike everything the fitting clips hold, e.g. white noise, at a cost of
+    about ``1 / (n + 1)`` of new on-topic clips), as it does with any share.
 
     :return: ``(confidence threshold, distance threshold)`` (``inf``: no distance test).
     """
@@ -336,8 +337,10 @@ def choose_thresholds(
     r = rejection_count(len(c), reject, level)
     if r < 0 or reject == 0:  # no budget, or none these clips can promise
         return 0.0, float("inf")
-    if d is None or len(d) == 0 or not np.isfinite(d).all() or distance_share == 0:
+    if d is None or len(d) == 0 or not np.isfinite(d).all():
         return _lowest(c, r), float("inf")
+    if distance_share == 0:
+        return _lowest(c, r), float(d.max())
     r_d = int(np.floor(r * float(distance_share) + 1e-9))
     d_thr = float(np.sort(d)[len(d) - 1 - r_d])
     passing = d <= d_thr
