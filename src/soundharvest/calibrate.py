@@ -775,8 +775,9 @@ def calibrate_file(
             answer_h[half])  # fmt: skip
         atypical[half] = (np.nan_to_num(dist, nan=-np.inf) > cal_h["distance_threshold"])[half]
     cal = fit(voiced)
-    few = too_few_clips(int(voiced.sum()), on_topic_reject, on_topic_reject_level)
-    if few and len(clips):
+    few = too_few_clips(int(voiced.sum()), on_topic_reject, on_topic_reject_level) if len(
+        clips) else None  # fmt: skip
+    if few:
         log.warning("calibrate %s: %s", Path(predictor_dir), few)
     table["top_label"] = [pred.labels[i] for i in top]
     table["confidence"] = np.round(conf, 4)
@@ -797,7 +798,7 @@ def calibrate_file(
     # What answered each half in the figures (fitted on the other half).
     out["folds"] = folds
     # Kept for soundharvest predict, which repeats it to whoever uses this predictor.
-    out["warning"] = few if len(clips) else None
+    out["warning"] = few
     write_json(out_json, out)
     log.info(
         "calibrate %s: T = %.3f, top-label map %s, unknown below %.3f or beyond distance %s "
