@@ -512,14 +512,14 @@ def test_calibration_sets_probabilities_and_unknown(trained, tmp_path) -> None:
 def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_clips(
     trained, tmp_path, caplog
 ) -> None:
-    """calibrate_file end to end on held-out clips of the training labels: white, pink and brown
-    noise and speech-like babble, none of which holds an instrument, are answered ``unknown``
-    (their codes lie far from every label's training codes), silence ``silent``, while the
-    on-topic clips keep their labels within the rejection budget."""
+    """score_clips_file then calibrate_file end to end on held-out clips of the training labels:
+    white, pink and brown noise and speech-like babble, none of which holds an instrument, are
+    answered ``unknown`` (their codes lie far from every label's training codes), silence
+    ``silent``, while the on-topic clips keep their labels within the rejection budget."""
     import shutil
 
     from soundharvest.audio import write_wav_file
-    from soundharvest.calibrate import calibrate_file, held_out
+    from soundharvest.calibrate import calibrate_file, held_out, score_clips_file
     from soundharvest.io import read_json
 
     d = tmp_path / "pred"
@@ -535,10 +535,14 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
             rows.append({"label": label, "video_id": c.video_id, "status": "ok", "seconds": 5})
     assert held_out([r["video_id"] for r in rows], 0.999).all()
     pd.DataFrame(rows).to_csv(tmp_path / "catalog.csv", index=False)
+    scores = tmp_path / "scores.tsv"
+    score_clips_file(d, tmp_path / "catalog.csv", convert, scores, holdout=0.999, n_synthetic=3)
+    # The encoder's pass is kept: every held-out and synthetic clip's logits and distance.
+    kept = pd.read_csv(scores, sep="\t")
+    assert len(kept) == len(rows) + 3 * 4 and {"logit_flute", "logit_organ"} <= set(kept.columns)
     cal = calibrate_file(
-        d, tmp_path / "catalog.csv", convert, d / "calibration.json", tmp_path / "clips.tsv",
-        holdout=0.999, on_topic_reject=0.25, n_synthetic=3,
-    )  # fmt: skip
+        scores, d / "calibration.json", tmp_path / "clips.tsv", holdout=0.999, on_topic_reject=0.25
+    )
     assert cal["distance_threshold"] is not None and cal["threshold"] > 0
     clips = pd.read_csv(tmp_path / "clips.tsv", sep="\t")
     synth = clips[clips["set"] == "synthetic"]
@@ -595,19 +599,25 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
     assert cal["ece_p"] == pytest.approx(
         ece_p_value(test["confidence"].to_numpy(), right), abs=0.02
     )  # the table's confidences are rounded to 4 decimals
+    # A scores table that is not one: one line naming it and the rule to re-run.
+    (tmp_path / "bad.tsv").write_text("video_id\tlabel\nx\tflute\n", encoding="utf-8")
+    with pytest.raises(SoundharvestError, match=r"bad.tsv: columns .* re-run score_clips"):
+        calibrate_file(tmp_path / "bad.tsv", tmp_path / "bad.json", tmp_path / "bad.clips.tsv")
+    assert not (tmp_path / "bad.json").exists()
     # No clip held out (calibration.holdout: 0): a warning, temperature 1 and no 'unknown'
     # threshold from clips, not a crash.
+    score_clips_file(d, tmp_path / "catalog.csv", convert, tmp_path / "none.scores.tsv",
+                     holdout=0.0, n_synthetic=1)  # fmt: skip
     none = calibrate_file(
-        d, tmp_path / "catalog.csv", convert, tmp_path / "none.json", tmp_path / "none.tsv",
-        holdout=0.0, n_synthetic=1,
-    )  # fmt: skip
+        tmp_path / "none.scores.tsv", tmp_path / "none.json", tmp_path / "none.tsv", holdout=0.0
+    )
     assert none["temperature"] == 1.0 and none["n_fit"] == 0
     # Clips too few for the budget (16 at 5 %: floor(0.8) = 0 rejected): thresholds are still
     # written, and the log says why no confidence threshold came from them.
     with caplog.at_level("WARNING", logger="soundharvest.calibrate"):
         few = calibrate_file(
-            d, tmp_path / "catalog.csv", convert, tmp_path / "few.json", tmp_path / "few.tsv",
-            holdout=0.999, on_topic_reject=0.05, n_synthetic=1,
+            scores, tmp_path / "few.json", tmp_path / "few.tsv", holdout=0.999,
+            on_topic_reject=0.05,
         )  # fmt: skip
     assert few["threshold"] == 0.0 and few["n_fit"] == len(rows)
     assert f"only {len(rows)} fitting clips" in caplog.text and "at least 20" in caplog.text

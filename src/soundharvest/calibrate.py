@@ -25,6 +25,12 @@ is what a perfectly calibrated predictor would show on the same clips, so an ECE
 "as calibrated as this many clips can tell", and a bar below it needs more held-out clips;
 ``ece_p`` (:func:`ece_p_value`) is how often such a predictor shows at least the measured ECE.
 
+Two rules share the work: ``score_clips`` (:func:`score_clips_file`) runs the uncalibrated
+predictor over every held-out and synthetic clip once and keeps each clip's mean frame logits
+and typicality distance (``results/calibration/<kind>/<model>.scores.tsv``); ``calibrate``
+(:func:`calibrate_file`) fits and measures on that table in seconds, so that a change of the
+calibration's settings never runs the encoder again.
+
 An answer is ``unknown`` when its confidence is low *or* when the audio is unlike the training
 data: its typicality distance (:mod:`soundharvest.typicality`) is high. The two thresholds share
 a budget, ``on_topic_reject`` (default 10 %) of the fitting clips that are on-topic
@@ -54,7 +60,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import Pathlike, SoundharvestError, read_json, write_json, write_tsv
+from .io import (
+    Pathlike,
+    SoundharvestError,
+    atomic_path,
+    read_json,
+    read_tsv,
+    write_json,
+    write_tsv,
+)
 
 log = logging.getLogger("soundharvest.calibrate")
 
@@ -396,78 +410,169 @@ def _truth_of(downloads: Path | None, video_id: str) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
+#: The columns of the clip scores table (``score_clips``) before one ``logit_<label>`` column
+#: per label: what the catalog and ``truth.json`` say of a clip, and what the uncalibrated
+#: predictor made of it.
+SCORE_COLUMNS = [
+    "set", "video_id", "label", "truth", "off_topic_kind", "voiced_frames", "seconds", "distance"
+]  # fmt: skip
+LOGIT_PREFIX = "logit_"
+
+
+def _score_row(scores: Mapping[str, Any], labels: Sequence[str], **what: Any) -> dict[str, Any]:
+    """A clip's row of the scores table: ``what`` it is, then the predictor's ``scores``
+    (no voiced frame: NaN logits; no typicality model: NaN distance)."""
+    logits = scores["logits"]
+    row = dict(what) | {
+        "voiced_frames": int(scores["voiced_frames"]),
+        "seconds": scores["seconds"],
+        "distance": np.nan if scores["distance"] is None else float(scores["distance"]),
+    }
+    for i, name in enumerate(labels):
+        row[LOGIT_PREFIX + name] = np.nan if logits is None else float(logits[i])
+    return row
+
+
 def _score_clips(
     pred: Any,
     clips: pd.DataFrame,
     half_a: Sequence[bool],
     convert_dir: Pathlike,
     store: Path | None,
-) -> tuple[pd.DataFrame, list[np.ndarray | None], list[float]]:
-    """Score every held-out clip: its table rows (what the catalog and ``truth.json`` say),
-    its logits (None: no voiced frame) and its typicality distance (NaN: none)."""
+) -> list[dict[str, Any]]:
+    """Score every held-out clip: what the catalog and ``truth.json`` say of it, its mean frame
+    logits and its typicality distance (:func:`_score_row`)."""
     from .progress import Progress
 
-    rows, logits, distances = [], [], []
-    progress = Progress(len(clips), "calibrate: score held-out clips", log)
+    rows = []
+    progress = Progress(len(clips), "score_clips: score held-out clips", log)
     for rec, in_a in zip(clips.to_dict("records"), half_a, strict=True):
         vid = str(rec["video_id"])
-        wav = Path(convert_dir) / f"{vid}.wav"
-        scores = pred.score_file(wav)
+        scores = pred.score_file(Path(convert_dir) / f"{vid}.wav")
         progress.step()
         truth = _truth_of(store, vid)
         dominant = (truth or {}).get("dominant") or {}
         kind = (truth or {}).get("off_topic_kind") if truth else ""
         rows.append(
-            {
-                "set": "a" if in_a else "b",
-                "video_id": vid,
-                "label": rec["label"],
-                "truth": (dominant.get("label") or dominant.get("kind") or "") if truth else "",
-                "off_topic_kind": kind or ("" if truth is None else "on_topic"),
-                "voiced_frames": scores["voiced_frames"],
-                "seconds": scores["seconds"],
-            }
+            _score_row(
+                scores,
+                pred.labels,
+                set="a" if in_a else "b",
+                video_id=vid,
+                label=rec["label"],
+                truth=(dominant.get("label") or dominant.get("kind") or "") if truth else "",
+                off_topic_kind=kind or ("" if truth is None else "on_topic"),
+            )
         )
-        logits.append(scores["logits"])
-        distances.append(np.nan if scores["distance"] is None else scores["distance"])
     progress.finish()
-    table = pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in (
-        "answer", "top_label", "confidence", "distance", "p_query")])  # fmt: skip
-    return table, logits, distances
+    return rows
 
 
-def _synthetic_rows(
-    pred: Any, n_synthetic: int, seed: int, cal: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    """The synthetic off-topic clips' table rows (none holds an instrument), answered with the
-    calibration fitted on every held-out clip (the one ``soundharvest predict`` uses)."""
-    synth_rows = []
-    for name, samples in synthetic_clips(n_synthetic, sample_rate=pred.sample_rate, seed=seed):
-        s = pred.score_samples(samples)
-        ds = float("nan") if s["distance"] is None else float(s["distance"])
-        logits = None if s["logits"] is None else s["logits"][None, :]
-        p, top, conf, answer = answer_clips(
-            logits if logits is not None else np.zeros((1, len(pred.labels))),
-            np.array([ds]), np.array([logits is not None]), cal, pred.labels,
-        )  # fmt: skip
-        voiced = logits is not None
-        synth_rows.append(
-            {
-                "set": "synthetic",
-                "video_id": name,
-                "label": "",
-                "truth": name.split("-")[0],
-                "off_topic_kind": "synthetic",
-                "answer": answer[0],
-                "top_label": pred.labels[int(top[0])] if voiced else "",
-                "confidence": round(float(conf[0]), 4) if voiced else float("nan"),
-                "distance": round(ds, 3),
-                "p_query": float("nan"),
-                "voiced_frames": s["voiced_frames"],
-                "seconds": s["seconds"],
-            }
+def _score_synthetic(pred: Any, n_synthetic: int, seed: int) -> list[dict[str, Any]]:
+    """The synthetic off-topic clips' rows (none holds an instrument)."""
+    return [
+        _score_row(
+            pred.score_samples(samples),
+            pred.labels,
+            set="synthetic",
+            video_id=name,
+            label="",
+            truth=name.split("-")[0],
+            off_topic_kind="synthetic",
         )
-    return synth_rows
+        for name, samples in synthetic_clips(n_synthetic, sample_rate=pred.sample_rate, seed=seed)
+    ]
+
+
+def score_clips_file(
+    predictor_dir: Pathlike,
+    catalog_csv: Pathlike,
+    convert_dir: Pathlike,
+    out_tsv: Pathlike,
+    holdout: float = 0.2,
+    downloads: Pathlike | None = None,
+    n_synthetic: int = 5,
+    seed: int = 0,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Rule ``score_clips``: run the uncalibrated predictor over every held-out clip (decoding
+    its converted wav, as ``soundharvest predict`` would) and over the synthetic clips, and
+    write what it made of each: :data:`SCORE_COLUMNS`, then one ``logit_<label>`` column per
+    label (the mean over the voiced frames of the frame log-probabilities).
+
+    This is the pass that runs the encoder (every window of every held-out clip: hours at the
+    thesis' scale); :func:`calibrate_file` fits and measures on its table in seconds, so a
+    change of the calibration settings re-runs only that.
+
+    :param predictor_dir: ``results/predictor/<kind>/<model>`` (written by ``label_clusters``).
+    :param catalog_csv: the catalog: every clip's label, video id and status.
+    :param convert_dir: the convert stage's folder (``<video_id>.wav``, 16 kHz mono).
+    :param out_tsv: the scores table, written atomically.
+    :param holdout: the share of clips held out (the same as the training's).
+    :param downloads: the demo's download store, whose ``<id>/truth.json`` says which clips are
+        off-topic (validation only; ``None`` or absent files: no truth).
+    :param n_synthetic: synthetic clips of each kind (:func:`synthetic_clips`).
+    :param seed: the synthetic clips' seed.
+    :param device: where the predictor's encoder runs (``auto``: CUDA if present).
+    :return: the table written.
+    """
+    from .predict import Predictor
+
+    pred = Predictor.load(predictor_dir, device=device, calibrated=False)
+    clips = _held_out_clips(catalog_csv, pred.labels, holdout)
+    half_a = split_half(clips["video_id"].astype(str).tolist())
+    store = Path(downloads) if downloads else None
+    rows = _score_clips(pred, clips, half_a, convert_dir, store)
+    rows += _score_synthetic(pred, n_synthetic, seed)
+    columns = SCORE_COLUMNS + [LOGIT_PREFIX + name for name in pred.labels]
+    table = pd.DataFrame(rows, columns=columns)
+    with atomic_path(out_tsv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.9g")
+    log.info(
+        "score_clips %s: %d held-out clips (%d voiced), %d synthetic -> %s",
+        Path(predictor_dir),
+        len(clips),
+        int((table["voiced_frames"].to_numpy()[: len(clips)] > 0).sum()),
+        len(table) - len(clips),
+        out_tsv,
+    )
+    return table
+
+
+def read_clip_scores(path: Pathlike) -> tuple[pd.DataFrame, list[str]]:
+    """The scores table :func:`score_clips_file` wrote, and its labels (in the predictor's
+    order); a one-line error naming the file when it is not one."""
+    fix = "delete it and re-run score_clips"
+    table = read_tsv(path, "clip scores table", fix)
+    labels = [c[len(LOGIT_PREFIX):] for c in table.columns if c.startswith(LOGIT_PREFIX)]
+    missing = [c for c in SCORE_COLUMNS if c not in table.columns]
+    if missing or not labels:
+        what = f"columns {missing} missing" if missing else "no logit_<label> column"
+        raise SoundharvestError(f"{path}: {what} (not a clip scores table); {fix}")
+    for c in ("set", "video_id", "label", "truth", "off_topic_kind"):
+        table[c] = table[c].astype(object).fillna("").astype(str)
+    table["seconds"] = table["seconds"].astype(np.float64)
+    return table, labels
+
+
+def _answer_rows(
+    table: pd.DataFrame,
+    z: np.ndarray,
+    dist: np.ndarray,
+    voiced: np.ndarray,
+    cal: Mapping[str, Any],
+    labels: Sequence[str],
+) -> pd.DataFrame:
+    """The synthetic clips' rows of the clips table, answered by ``cal`` (the calibration
+    fitted on every held-out clip: the one ``soundharvest predict`` uses)."""
+    p, top, conf, answer = answer_clips(z, dist, voiced, cal, labels)
+    out = table[[c for c in CLIP_COLUMNS if c in table.columns]].copy()
+    out["answer"] = answer
+    out["top_label"] = np.where(voiced, np.array(list(labels), dtype=object)[top], "")
+    out["confidence"] = np.where(voiced, np.round(conf, 4), np.nan)
+    out["distance"] = np.round(dist, 3)
+    out["p_query"] = np.nan
+    return out[CLIP_COLUMNS]
 
 
 def _figures(
@@ -558,19 +663,6 @@ def _held_out_clips(catalog_csv: Pathlike, labels: Sequence[str], holdout: float
             holdout,
         )
     return clips
-
-
-def _logits_and_targets(
-    logits: Sequence[np.ndarray | None], table: pd.DataFrame, labels: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out clips' logits as a ``(clips, labels)`` matrix (zeros for a clip without a
-    voiced frame) and their query labels' ids."""
-    label_id = {n: i for i, n in enumerate(labels)}
-    n_labels = len(labels)
-    rows = [lg if lg is not None else np.zeros(n_labels) for lg in logits]
-    z = np.stack(rows).reshape(-1, n_labels) if rows else np.zeros((0, n_labels))
-    y = np.array([label_id[lab] for lab in table["label"]], dtype=np.int64)
-    return z, y
 
 
 #: The shares of the rejection budget the distance test may take that ``distance_share: auto``
@@ -700,61 +792,64 @@ def _calibration_record(
 
 
 def calibrate_file(
-    predictor_dir: Pathlike,
-    catalog_csv: Pathlike,
-    convert_dir: Pathlike,
+    scores_tsv: Pathlike,
     out_json: Pathlike,
     out_clips_tsv: Pathlike,
     holdout: float = 0.2,
     on_topic_reject: float = 0.1,
-    downloads: Pathlike | None = None,
-    n_synthetic: int = 5,
-    seed: int = 0,
-    device: str = "cpu",
     distance_share: float | str = "auto",
     on_topic_reject_level: float | None = None,
 ) -> dict[str, Any]:
     """Rule ``calibrate``: fit a predictor's temperature, top-label map and ``unknown``
-    thresholds on held-out training clips and measure them (see the module doc).
+    thresholds on its held-out training clips and measure them (see the module doc), from the
+    scores :func:`score_clips_file` wrote (no encoder runs here).
 
-    :param predictor_dir: ``results/predictor/<kind>/<model>`` (written by ``label_clusters``).
-    :param catalog_csv: the catalog: every clip's label, video id and status.
-    :param convert_dir: the convert stage's folder (``<video_id>.wav``, 16 kHz mono).
+    :param scores_tsv: ``results/calibration/<kind>/<model>.scores.tsv``.
     :param out_json: the calibration, ``calibration.json`` inside the predictor directory.
     :param out_clips_tsv: one row per held-out and synthetic clip (:data:`CLIP_COLUMNS`).
-    :param holdout: the share of clips held out (the same as the training's).
+    :param holdout: the share of clips held out (recorded with the calibration).
     :param on_topic_reject: the share of on-topic fit clips the threshold may reject.
-    :param downloads: the demo's download store, whose ``<id>/truth.json`` says which clips are
-        off-topic (validation only; ``None`` or absent files: no truth).
-    :param n_synthetic: synthetic clips of each kind (:func:`synthetic_clips`).
     :param distance_share: the share of the ``on_topic_reject`` budget the typicality distance
         test may spend (:func:`choose_thresholds`; 0: confidence alone), or ``auto``: the share
         of :data:`DISTANCE_SHARES` that handles most off-topic fit clips (:func:`fit_calibration`).
-    :param device: where the predictor's encoder runs (``auto``: CUDA if present).
     :param on_topic_reject_level: ``None``: the thresholds reject about ``on_topic_reject`` of
         new on-topic clips; a probability: at most that share with this probability
         (:func:`rejection_count`).
     :return: the calibration dict written to ``out_json``.
     """
-    from .predict import Predictor
-
     if distance_share != "auto" and not 0.0 <= float(distance_share) <= 1.0:
         raise SoundharvestError(
             f"calibration.distance_share = {distance_share!r}: give a share in [0, 1] or auto"
         )
-    pred = Predictor.load(predictor_dir, device=device, calibrated=False)
-    clips = _held_out_clips(catalog_csv, pred.labels, holdout)
-    half_a = split_half(clips["video_id"].astype(str).tolist())
-    store = Path(downloads) if downloads else None
-    table, logits, distances = _score_clips(pred, clips, half_a, convert_dir, store)
-    voiced = table["voiced_frames"].to_numpy(dtype=np.int64) > 0
-    z, y = _logits_and_targets(logits, table, pred.labels)
-    dist = np.asarray(distances, dtype=np.float64)
-    use_distance = pred.typicality is not None
+    scores, labels = read_clip_scores(scores_tsv)
+    is_synth = (scores["set"] == "synthetic").to_numpy()
+    table = scores[~is_synth].reset_index(drop=True)
+    synth = scores[is_synth].reset_index(drop=True)
+    logit_cols = [LOGIT_PREFIX + name for name in labels]
+
+    def arrays(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        voiced = t["voiced_frames"].to_numpy(dtype=np.int64) > 0
+        z = np.nan_to_num(t[logit_cols].to_numpy(dtype=np.float64), nan=0.0)
+        z[~voiced] = 0.0
+        return z, t["distance"].to_numpy(dtype=np.float64), voiced
+
+    z, dist, voiced = arrays(table)
+    label_id = {n: i for i, n in enumerate(labels)}
+    unknown = sorted(set(table["label"]) - set(label_id))
+    if unknown:
+        raise SoundharvestError(
+            f"{scores_tsv}: labels {unknown} are not the predictor's {labels}; "
+            "delete it and re-run score_clips"
+        )
+    y = np.array([label_id[lab] for lab in table["label"]], dtype=np.int64)
+    half_a = (table["set"] == "a").to_numpy()
+    # The predictor has a typicality model when its voiced clips have distances.
+    use_distance = bool(np.isfinite(dist[voiced]).any()) if voiced.any() else bool(
+        np.isfinite(arrays(synth)[1]).any())  # fmt: skip
 
     def fit(rows: np.ndarray) -> dict[str, Any]:
         return fit_calibration(
-            z, y, dist, table, rows, use_distance, on_topic_reject, distance_share, pred.labels,
+            z, y, dist, table, rows, use_distance, on_topic_reject, distance_share, labels,
             on_topic_reject_level,
         )  # fmt: skip
 
@@ -770,27 +865,27 @@ def calibrate_file(
     for name, half in (("a", half_a), ("b", ~half_a)):
         cal_h = fit(voiced & ~half)
         folds[name] = _fitted(cal_h) | {"n_fit": int((voiced & ~half).sum())}
-        p_h, top_h, conf_h, answer_h = answer_clips(z, dist, voiced, cal_h, pred.labels)
+        p_h, top_h, conf_h, answer_h = answer_clips(z, dist, voiced, cal_h, labels)
         p[half], top[half], conf[half], answer[half] = p_h[half], top_h[half], conf_h[half], (
             answer_h[half])  # fmt: skip
         atypical[half] = (np.nan_to_num(dist, nan=-np.inf) > cal_h["distance_threshold"])[half]
     cal = fit(voiced)
     few = too_few_clips(int(voiced.sum()), on_topic_reject, on_topic_reject_level) if len(
-        clips) else None  # fmt: skip
+        table) else None  # fmt: skip
     if few:
-        log.warning("calibrate %s: %s", Path(predictor_dir), few)
-    table["top_label"] = [pred.labels[i] for i in top]
+        log.warning("calibrate %s: %s", Path(scores_tsv), few)
+    table["top_label"] = [labels[i] for i in top]
     table["confidence"] = np.round(conf, 4)
     table["distance"] = np.round(dist, 3)
     table["p_query"] = np.round(p[np.arange(len(p)), y], 4)
     table["answer"] = answer
 
-    synth_rows = _synthetic_rows(pred, n_synthetic, seed, cal)
-    table = pd.concat([table, pd.DataFrame(synth_rows)], ignore_index=True)[CLIP_COLUMNS]
-    write_tsv(out_clips_tsv, table)
+    synth_rows = _answer_rows(synth, *arrays(synth), cal, labels)
+    clips_table = pd.concat([table[CLIP_COLUMNS], synth_rows], ignore_index=True)
+    write_tsv(out_clips_tsv, clips_table)
 
     figures = _figures(
-        table, z, conf, top, y, atypical, cal["has_truth"], pred.labels, int(voiced.sum())
+        clips_table, z, conf, top, y, atypical, cal["has_truth"], labels, int(voiced.sum())
     )
     out = _calibration_record(
         cal, distance_share, holdout, on_topic_reject, on_topic_reject_level, figures
@@ -804,7 +899,7 @@ def calibrate_file(
         "calibrate %s: T = %.3f, top-label map %s, unknown below %.3f or beyond distance %s "
         "(distance share %s); cross-fitted ECE %.3f (uncalibrated %.3f; a perfectly calibrated "
         "predictor: %.3f, at least this ECE in a share %.3f of draws) on %d clips",
-        Path(predictor_dir),
+        Path(scores_tsv),
         cal["temperature"],
         out["confidence_map"],
         cal["threshold"],

@@ -68,7 +68,7 @@ def test_planning_a_run_imports_none_of_the_heavy_libraries(tmp_path, monkeypatc
 
 
 #: The rules that run a trained encoder after training (config ``encode``).
-ENCODE_RULES = {"label_clusters", "embed", "calibrate", "score_eval"}
+ENCODE_RULES = {"label_clusters", "embed", "score_clips", "score_eval"}
 
 
 def test_the_passes_that_run_a_trained_encoder_ask_for_the_encode_gpu_and_threads(tmp_path):
@@ -91,8 +91,11 @@ def test_the_passes_that_run_a_trained_encoder_ask_for_the_encode_gpu_and_thread
     assert ENCODE_RULES <= set(asks), sorted(asks)
     for rule in ENCODE_RULES:
         assert asks[rule] == {(2, 1)}, (rule, asks[rule])
-    # train keeps its own (train.gpu 0 here); the per-video stages ask for no GPU.
-    assert all(g == 0 for rule in ("train", "convert", "kmeans_sweep") for _, g in asks[rule])
+    # train keeps its own (train.gpu 0 here); the per-video stages and calibrate, which fits on
+    # score_clips' table without an encoder, ask for no GPU.
+    assert all(
+        g == 0 for rule in ("train", "convert", "kmeans_sweep", "calibrate") for _, g in asks[rule]
+    )
 
 
 def test_bad_config_value_stops_with_one_line(tmp_path):

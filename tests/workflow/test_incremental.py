@@ -105,6 +105,24 @@ def test_model_hyperparameter_reruns_only_that_model(tiny_copy):
     assert rules["embed"] == n_kinds
 
 
+def test_a_calibration_setting_refits_without_running_an_encoder(tiny_copy):
+    # score_clips runs each predictor over every held-out clip (hours at the thesis' scale);
+    # the budget of 'unknown' only changes the fit on its table.
+    config = edit_config(tiny_copy, lambda c: c["calibration"].update(on_topic_reject=0.2))
+    jobs = planned_jobs(tiny_copy)
+    rules = rules_of(jobs)
+    n_predictors = len(config["features"]["kinds"]) * (len(config["models"]) + 1)  # + raw
+    assert rules["calibrate"] == n_predictors, rules
+    encoders = {"train", "label_clusters", "embed", "score_clips"}
+    assert not (UPSTREAM_OF_CODES | encoders) & set(rules), rules
+    # What reads calibration.json (the notes' answers, the tables) follows it.
+    assert rules["score_eval"] == n_predictors and rules["summary"] == 1
+    # The synthetic clips are scored by score_clips: their number re-runs it, never the models.
+    edit_config(tiny_copy, lambda c: c["calibration"].update(synthetic=2))
+    rules = rules_of(planned_jobs(tiny_copy))
+    assert rules["score_clips"] == n_predictors and not {"train", "label_clusters"} & set(rules)
+
+
 def test_adding_a_label_fetches_only_its_videos(tiny_copy):
     before = snapshot(tiny_copy)
     old_store = {p: t for p, t in before.items() if p.startswith("downloads/")}

@@ -37,10 +37,38 @@ rule label_clusters:
         "../scripts/label_clusters.py"
 
 
-rule calibrate:
+rule score_clips:
     input:
         predictor=f"{R}/predictor/{{kind}}/{{model}}/meta.json",
         catalog=f"{R}/catalog.csv",
+    output:
+        scores=f"{R}/calibration/{{kind}}/{{model}}.scores.tsv",
+    log:
+        f"{LOGS}/score_clips/{{kind}}/{{model}}.log",
+    benchmark:
+        f"{BENCH}/score_clips/{{kind}}/{{model}}.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    threads: config["encode"]["threads"]
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=config["encode"]["gpu"],
+        gpu_model=config["encode"]["gpu_model"] or None,
+    params:
+        holdout=config["calibration"]["holdout"],
+        synthetic=config["calibration"]["synthetic"],
+        convert_dir=f"{R}/convert",
+        downloads=STORE if SOURCE == "demo" else "",
+        seed=config["seed"],
+    script:
+        "../scripts/score_clips.py"
+
+
+# Fits on score_clips' table in seconds: the calibration's settings re-run only this.
+rule calibrate:
+    input:
+        scores=f"{R}/calibration/{{kind}}/{{model}}.scores.tsv",
     output:
         calibration=f"{R}/predictor/{{kind}}/{{model}}/calibration.json",
         clips=report(
@@ -56,17 +84,15 @@ rule calibrate:
         f"{BENCH}/calibrate/{{kind}}/{{model}}.tsv"
     conda:
         "../../envs/evaluate.yaml"
-    threads: config["encode"]["threads"]
     resources:
-        mem_mb=2000,
-        runtime=30,
-        gpu=config["encode"]["gpu"],
-        gpu_model=config["encode"]["gpu_model"] or None,
+        mem_mb=1000,
+        runtime=10,
     params:
-        calibration=config["calibration"],
-        convert_dir=f"{R}/convert",
-        downloads=STORE if SOURCE == "demo" else "",
-        seed=config["seed"],
+        holdout=config["calibration"]["holdout"],
+        calibration={
+            k: config["calibration"][k]
+            for k in ("on_topic_reject", "on_topic_reject_level", "distance_share")
+        },
     script:
         "../scripts/calibrate.py"
 

@@ -1,5 +1,5 @@
 # Training: one job per model x feature kind, on the shuffled shards. A GPU rule (`train`);
-# the passes that run a trained encoder after it (label_clusters, embed, calibrate, score_eval)
+# the passes that run a trained encoder after it (label_clusters, embed, score_clips, score_eval)
 # take theirs from `encode`.
 
 
