@@ -544,7 +544,7 @@ def read_clip_scores(path: Pathlike) -> tuple[pd.DataFrame, list[str]]:
     order); a one-line error naming the file when it is not one."""
     fix = "delete it and re-run score_clips"
     table = read_tsv(path, "clip scores table", fix)
-    labels = [c[len(LOGIT_PREFIX):] for c in table.columns if c.startswith(LOGIT_PREFIX)]
+    labels = [c[len(LOGIT_PREFIX) :] for c in table.columns if c.startswith(LOGIT_PREFIX)]
     missing = [c for c in SCORE_COLUMNS if c not in table.columns]
     if missing or not labels:
         what = f"columns {missing} missing" if missing else "no logit_<label> column"
