@@ -540,6 +540,11 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
     # The encoder's pass is kept: every held-out and synthetic clip's logits and distance.
     kept = pd.read_csv(scores, sep="\t")
     assert len(kept) == len(rows) + 3 * 4 and {"logit_flute", "logit_organ"} <= set(kept.columns)
+    # Each frame's distance is its smallest to a label's mean: their mean is at most the
+    # smallest of the per-label means.
+    sounding = kept[kept["voiced_frames"] > 0]
+    nearest = sounding[["distance_flute", "distance_organ"]].min(axis=1)
+    assert (sounding["distance"] <= nearest + 1e-6).all() and (nearest > 0).all()
     cal = calibrate_file(
         scores, d / "calibration.json", tmp_path / "clips.tsv", holdout=0.999, on_topic_reject=0.25
     )

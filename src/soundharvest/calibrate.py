@@ -410,13 +410,14 @@ def _truth_of(downloads: Path | None, video_id: str) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-#: The columns of the clip scores table (``score_clips``) before one ``logit_<label>`` column
-#: per label: what the catalog and ``truth.json`` say of a clip, and what the uncalibrated
-#: predictor made of it.
+#: The columns of the clip scores table (``score_clips``) before one ``logit_<label>`` and one
+#: ``distance_<label>`` column per label (the mean frame distance to that label's mean code,
+#: whose frame-wise minimum gives ``distance``): what the catalog and ``truth.json`` say of a
+#: clip, and what the uncalibrated predictor made of it.
 SCORE_COLUMNS = [
     "set", "video_id", "label", "truth", "off_topic_kind", "voiced_frames", "seconds", "distance"
 ]  # fmt: skip
-LOGIT_PREFIX = "logit_"
+LOGIT_PREFIX, DISTANCE_PREFIX = "logit_", "distance_"
 
 
 def _score_row(scores: Mapping[str, Any], labels: Sequence[str], **what: Any) -> dict[str, Any]:
@@ -428,8 +429,11 @@ def _score_row(scores: Mapping[str, Any], labels: Sequence[str], **what: Any) ->
         "seconds": scores["seconds"],
         "distance": np.nan if scores["distance"] is None else float(scores["distance"]),
     }
+    per_label = scores.get("label_distances")
     for i, name in enumerate(labels):
         row[LOGIT_PREFIX + name] = np.nan if logits is None else float(logits[i])
+    for i, name in enumerate(labels):
+        row[DISTANCE_PREFIX + name] = np.nan if per_label is None else float(per_label[i])
     return row
 
 
@@ -498,7 +502,8 @@ def score_clips_file(
     """Rule ``score_clips``: run the uncalibrated predictor over every held-out clip (decoding
     its converted wav, as ``soundharvest predict`` would) and over the synthetic clips, and
     write what it made of each: :data:`SCORE_COLUMNS`, then one ``logit_<label>`` column per
-    label (the mean over the voiced frames of the frame log-probabilities).
+    label (the mean over the voiced frames of the frame log-probabilities) and one
+    ``distance_<label>`` column per label.
 
     This is the pass that runs the encoder (every window of every held-out clip: hours at the
     thesis' scale); :func:`calibrate_file` fits and measures on its table in seconds, so a
@@ -524,7 +529,9 @@ def score_clips_file(
     store = Path(downloads) if downloads else None
     rows = _score_clips(pred, clips, half_a, convert_dir, store)
     rows += _score_synthetic(pred, n_synthetic, seed)
-    columns = SCORE_COLUMNS + [LOGIT_PREFIX + name for name in pred.labels]
+    columns = SCORE_COLUMNS + [
+        p + name for p in (LOGIT_PREFIX, DISTANCE_PREFIX) for name in pred.labels
+    ]
     table = pd.DataFrame(rows, columns=columns)
     with atomic_path(out_tsv) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.9g")

@@ -297,10 +297,13 @@ class Predictor:
         )
         return frames
 
-    def frame_log_probs(self, samples: np.ndarray, name: str = "audio") -> tuple[np.ndarray, ...]:
+    def frame_log_probs(
+        self, samples: np.ndarray, name: str = "audio", per_label: bool = False
+    ) -> tuple[np.ndarray, ...]:
         """``(log-probabilities (n, n_labels) of the voiced frames, voiced mask (n_frames,),
         typicality distances (n,) of the voiced frames)`` (distances NaN without a typicality
-        model, :mod:`soundharvest.typicality`).
+        model, :mod:`soundharvest.typicality`; ``per_label``: ``(n, n_labels)``, each frame's
+        distance to every label's mean, whose row minimum is its typicality distance).
 
         :raises SoundharvestError: for NaN or infinite samples, and for a signal shorter than
             one datapoint of the model.
@@ -321,23 +324,28 @@ class Predictor:
                 "give a longer recording"
             )
         voiced = frame_rms_db(x, self.kind, self.features["params"]) >= self.silence_dbfs
+        shape = (len(self.labels),) if per_label else ()
         if not voiced.any():
-            return np.zeros((0, len(self.labels))), voiced, np.zeros(0)
+            return np.zeros((0, len(self.labels))), voiced, np.zeros((0, *shape))
         codes = self.encode(self.frames_of(x))[voiced]
-        if self.typicality is not None:
-            distances = self.typicality.distance(codes)
+        if self.typicality is None:
+            distances = np.full((len(codes), *shape), np.nan)
+        elif per_label:
+            distances = self.typicality.label_distances(codes)
         else:
-            distances = np.full(len(codes), np.nan)
+            distances = self.typicality.distance(codes)
         return self.label_model.log_probs(codes), voiced, distances
 
     def score_samples(self, samples: np.ndarray, name: str = "audio") -> dict[str, Any]:
         """A signal's mean frame log-probabilities (``logits``, ``None`` when silent) and mean
         typicality ``distance``, with the voiced frames' count and the duration: what
-        :meth:`answer` and calibration start from."""
-        logp, voiced, dist = self.frame_log_probs(samples, name)
+        :meth:`answer` and calibration start from; ``label_distances``, the mean frame distance
+        to each label's mean (``None`` when silent), is kept for studies of other scores."""
+        logp, voiced, dist = self.frame_log_probs(samples, name, per_label=True)
         return {
             "logits": logp.mean(axis=0) if len(logp) else None,
-            "distance": float(dist.mean()) if len(dist) else None,
+            "distance": float(dist.min(axis=1).mean()) if len(dist) else None,
+            "label_distances": dist.mean(axis=0) if len(dist) else None,
             "voiced_frames": int(voiced.sum()),
             "n_frames": int(len(voiced)),
             "seconds": round(np.asarray(samples).size / self.sample_rate, 3),

@@ -98,18 +98,22 @@ class CodeDensity:
 
     def distance(self, codes: np.ndarray) -> np.ndarray:
         """``(n,)`` each code's smallest squared Mahalanobis distance to a label's mean."""
+        return self.label_distances(codes).min(axis=1)
+
+    def label_distances(self, codes: np.ndarray) -> np.ndarray:
+        """``(n, labels)`` each code's squared Mahalanobis distance to every label's mean."""
         x = np.asarray(codes, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise SoundharvestError(
                 f"codes: shape {x.shape}, the typicality model expects (n, {self.dim}); "
                 "use codes of the model it belongs to"
             )
-        out = np.empty(len(x))
+        out = np.empty((len(x), len(self._mpm)))
         for a in range(0, len(x), BLOCK):
             c = x[a : a + BLOCK]
             cpc = np.einsum("nd,nd->n", c @ self.precision, c)  # one GEMM
             d2 = cpc[:, None] - 2.0 * (c @ self._pm.T) + self._mpm[None, :]
-            out[a : a + BLOCK] = np.maximum(d2.min(axis=1), 0.0)
+            out[a : a + BLOCK] = np.maximum(d2, 0.0)
         return out
 
     def save(self, path: Pathlike) -> None:
