@@ -1,7 +1,7 @@
 """Benchmark of the passes that run a trained encoder (config ``encode``): frames/s by device.
 
 ``label_clusters`` encodes every training frame once (the label-noise votes and the sample that
-names clusters), ``calibrate`` and ``score_eval`` every window of every clip and note. This
+names clusters), ``score_clips`` and ``score_eval`` every window of every clip and note. This
 times :func:`soundharvest.encoder.encode_sequence`, what all of them call, on
 ``config/recogniser.yaml``'s window encoder (logconv, channels 32-32-32, windows of 8 frames 4
 apart; untrained: the time does not depend on the weights) over a sequence of STFT frames, with

@@ -1,5 +1,5 @@
 """Progress lines for the long passes that run a trained encoder over a whole set (every
-training frame in ``label_clusters``, every held-out clip in ``calibrate``, every note in
+training frame in ``label_clusters``, every held-out clip in ``score_clips``, every note in
 ``score_eval``): at the thesis' scale they take hours on a CPU, and a job log that stays empty
 for that long cannot be told from a hung one.
 
