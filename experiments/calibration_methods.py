@@ -13,8 +13,10 @@ Maps (each after the temperature, fitted by NLL on the fitting half):
 - ``top_isotonic``: the top label's probability mapped by isotonic regression of "the top label
   is the query label" on it (Zadrozny & Elkan 2002), clipped to [0.01, 0.99];
 - ``top_binning``: the same by histogram binning, 10 bins of equal mass (Gupta & Ramdas 2021);
-- ``bias_platt``: a bias per label fitted with the temperature by NLL (vector scaling with one
-  shared scale, Guo et al. 2017), then ``top_platt``.
+- ``bias_platt``: a bias per label fitted by NLL after the temperature (vector scaling with one
+  shared scale, Guo et al. 2017; :func:`soundharvest.calibrate.fit_label_bias`), then
+  ``top_platt``. The bias can change the top label: ``accuracy`` (top label = query label)
+  says what that costs.
 
 Only the top label's probability is judged here: the other labels keep their shares, as in
 ``calibrated_probabilities``.
@@ -36,31 +38,13 @@ from soundharvest.calibrate import (  # noqa: E402
     ece_floor,
     expected_calibration_error,
     fit_confidence_map,
+    fit_label_bias,
     fit_temperature,
     read_clip_scores,
     softmax,
 )
 
 METHODS = ("temperature", "top_platt", "top_isotonic", "top_binning", "bias_platt")
-
-
-def fit_bias(z: np.ndarray, y: np.ndarray, iters: int = 300) -> tuple[float, np.ndarray]:
-    """``(T, bias)`` minimising the NLL of ``softmax(z / T + bias)`` (gradient descent on
-    ``(log T, bias)``, bias centred; a ridge of one clip's weight on the bias)."""
-    n, k = z.shape
-    log_t, bias = np.log(fit_temperature(z, y)), np.zeros(k)
-    onehot = np.eye(k)[y]
-    lr = 0.5
-    for _ in range(iters):
-        t = np.exp(log_t)
-        p = softmax(z / t + bias)
-        g = (p - onehot) / n  # d NLL / d logits
-        g_bias = g.sum(axis=0) + bias / n
-        g_logt = float(np.sum(g * (-z / t)))
-        bias -= lr * g_bias
-        log_t -= lr * g_logt
-        bias -= bias.mean()
-    return float(np.exp(log_t)), bias
 
 
 def _top_map(kind: str, conf_fit: np.ndarray, right_fit: np.ndarray):
@@ -96,9 +80,8 @@ def answer(method: str, z: np.ndarray, y: np.ndarray, fit: np.ndarray) -> tuple[
     """``(top label, its confidence, the query label's probability)`` of every clip under a map
     fitted on the clips ``fit`` selects."""
     if method == "bias_platt":
-        t, bias = fit_bias(z[fit], y[fit])
-        zz = z / t + bias
-        t_used = 1.0
+        t = fit_temperature(z[fit], y[fit])
+        zz, t_used = z / t + fit_label_bias(z[fit], y[fit], t), 1.0
     else:
         zz, t_used = z, fit_temperature(z[fit], y[fit])
     p_t = softmax(zz, t_used)
@@ -138,6 +121,7 @@ def evaluate(path: Path) -> dict[str, dict[str, float]]:
             "floor": ece_floor(conf),
             "nll": float(-np.mean(np.log(np.clip(p_query, 1e-6, 1.0)))),
             "brier_top": float(np.mean((conf - right) ** 2)),
+            "accuracy": float(np.mean(right)),
             "n": len(z),
         }
     return out
@@ -150,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {str(p): evaluate(p) for p in args.scores}
     print("method\tfigure\t" + "\t".join(str(p) for p in args.scores) + "\tmean\tstd")
     for method in METHODS:
-        for fig in ("ece", "floor", "nll", "brier_top"):
+        for fig in ("ece", "floor", "nll", "brier_top", "accuracy"):
             vals = np.array([results[str(p)][method][fig] for p in args.scores])
             cells = "\t".join(f"{v:.4f}" for v in vals)
             print(

@@ -574,15 +574,31 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
     saved = read_json(d / "calibration.json")
     assert saved["distance_share_setting"] == "auto" and saved["distance_share"] in (
         0.0, 0.25, 0.5, 0.75, 1.0)  # fmt: skip
-    # soundharvest predict applies the saved temperature and top-label map to a file's logits.
+    # soundharvest predict applies the saved temperature, label biases and top-label map to a
+    # file's logits.
     from soundharvest.calibrate import calibrated_probabilities, ece_floor
 
     held = trained["held"]["flute"]
+    logits = Predictor.load(d).score_file(held)["logits"]
     p = calibrated_probabilities(
-        Predictor.load(d).score_file(held)["logits"], saved["temperature"],
-        saved["confidence_map"],
+        logits, saved["temperature"], saved["confidence_map"], saved["label_bias"]
     )[0]  # fmt: skip
     assert Predictor.load(d).predict_file(held)["confidence"] == pytest.approx(p.max(), abs=1e-4)
+    assert len(saved["label_bias"]) == 2 and abs(sum(saved["label_bias"])) < 1e-4
+    # A bias large enough against flute turns the flute clip's answer (as a head that learnt
+    # too many flute clips would be mended) ...
+    i_flute = Predictor.load(d).labels.index("flute")
+    gap = float(logits[i_flute] - logits[1 - i_flute]) / saved["temperature"]
+    against = [0.0, 0.0]
+    against[i_flute], against[1 - i_flute] = -(gap + 1.0), 0.0
+    write_json(d / "calibration.json", saved | {"label_bias": against, "threshold": 0.0,
+                                                "distance_threshold": None})  # fmt: skip
+    assert Predictor.load(d).predict_file(held)["answer"] == "organ"
+    # ... and one bias per label is checked against the labels.
+    write_json(d / "calibration.json", saved | {"label_bias": [0.0, 0.0, 0.0]})
+    with pytest.raises(SoundharvestError, match="label_bias.*3 values for 2 labels.*calibrate"):
+        Predictor.load(d)
+    write_json(d / "calibration.json", saved)
     # Cross-fitted: every held-out clip is in one half and measures the calibration fitted on
     # the other; beside the ECE, the noise a perfectly calibrated predictor shows on as many.
     assert set(real["set"]) <= {"a", "b"} and len(set(real["set"])) == 2
@@ -633,6 +649,7 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
     assert proc.returncode == 0 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"soundharvest predict: warning: {d}: only {len(rows)} fitting")
     assert json.loads(proc.stdout)["calibration_warning"] in proc.stderr
+    assert json.loads(proc.stdout)["label_bias"] == dict(zip(["flute", "organ"], few["label_bias"]))
     # So does a floor above 0.1 (these toy clips are all surely right: floor 0): held-out clips
     # too few to tell its probabilities from ones off by that much.
     assert few["ece_floor"] < 0.1

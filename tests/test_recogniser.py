@@ -211,6 +211,30 @@ def test_confidence_map_recovers_a_known_map_and_stays_near_identity_on_few_clip
     assert 0.0 <= a0 < 0.1
 
 
+def test_label_bias_recovers_a_head_that_favours_some_labels_and_stays_near_zero_on_few_clips():
+    # A head whose logits favour label 0 and shun label 3 (say, their shares of the training
+    # clips differ from the held-out clips'): one temperature cannot mend that, a bias can.
+    from soundharvest.calibrate import fit_label_bias, nll
+
+    rng = np.random.default_rng(7)
+    z = rng.normal(0, 2.0, (6000, 5))
+    shift = np.array([1.5, 0.0, 0.0, -1.0, 0.0])
+    y = np.array([rng.choice(5, p=p) for p in softmax(z)])  # labels drawn from z itself
+    t = fit_temperature(z + shift, y)
+    c = fit_label_bias(z + shift, y, t)
+    want = -shift / t - np.mean(-shift / t)
+    assert np.allclose(c, want, atol=0.15) and abs(c.sum()) < 1e-6, (c, want)
+    onehot = np.eye(5)[y]
+    loss = -np.mean(np.log((calibrated_probabilities(z + shift, t, None, c) * onehot).sum(1)))
+    assert loss < nll(z + shift, y, t) - 0.05
+    # Unbiased logits get (almost) no bias; no clips or one label, none; a few clips cannot
+    # pull it far (the prior of one clip's weight).
+    assert np.abs(fit_label_bias(z, y, fit_temperature(z, y))).max() < 0.1
+    assert (fit_label_bias(np.zeros((0, 4)), np.zeros(0), 1.0) == 0).all()
+    few = fit_label_bias(z[:3] + shift, y[:3], 1.0)
+    assert np.abs(few).max() < 1.0
+
+
 def test_calibrated_probabilities_map_the_top_label_and_keep_it_on_top() -> None:
     rng = np.random.default_rng(4)
     z = rng.normal(0, 2.0, (500, 6))

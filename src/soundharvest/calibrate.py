@@ -1,9 +1,10 @@
 """Honest probabilities: held-out clips, temperature scaling, the ``unknown`` threshold, ECE.
 
 A predictor (:class:`soundharvest.predict.Predictor`) turns a file into one log-probability per
-label for every voiced frame. A file's probabilities are ``softmax(mean_frame_logp / T)`` with
-the top label's then mapped by ``sigmoid(a * logit(p) + b)`` (top-label Platt scaling,
-:func:`fit_confidence_map`; the other labels share the rest in proportion). ``T``, ``(a, b)``
+label for every voiced frame. A file's probabilities are ``softmax(mean_frame_logp / T + c)``
+(``c``: a bias per label, :func:`fit_label_bias`) with the top label's then mapped by
+``sigmoid(a * logit(p) + b)`` (top-label Platt scaling, :func:`fit_confidence_map`; the other
+labels share the rest in proportion). ``T``, ``c``, ``(a, b)``
 and the confidence below which the answer is ``unknown`` are fitted here on **held-out
 training clips**: a fixed share of the harvested clips, chosen by a hash of the video id
 (:func:`held_out`), that no label-supervised step saw (the weak recogniser's training and the
@@ -152,6 +153,35 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
     return float(np.exp(0.5 * (a + b)))
 
 
+def fit_label_bias(
+    logits: np.ndarray, targets: np.ndarray, temperature: float, prior: float = 1.0
+) -> np.ndarray:
+    """A bias per label, ``c``, minimising the NLL of ``targets`` under
+    ``softmax(logits / T + c)`` (vector scaling with the temperature's one shared scale, Guo et
+    al. 2017), with a ridge of ``prior`` clips' weight pulling ``c`` towards 0 (which also makes
+    it sum to 0). The head learnt the training clips' label mix and each label's share of wrong
+    results; on held-out clips some labels come out too often and others too rarely, which one
+    scale cannot mend. Zeros without data.
+
+    The NLL is convex in ``c``: Newton steps on the gradient ``sum(p - onehot) + prior * c``."""
+    z = np.atleast_2d(np.asarray(logits, dtype=np.float64)) / float(temperature)
+    k = z.shape[1] if z.ndim == 2 else 0
+    c = np.zeros(k)
+    if len(z) == 0 or k < 2:
+        return c
+    onehot = np.eye(k)[np.asarray(targets, dtype=np.int64)]
+    lam = float(prior)
+    for _ in range(50):
+        p = softmax(z + c)
+        grad = (p - onehot).sum(axis=0) + lam * c
+        hess = np.diag(p.sum(axis=0)) - p.T @ p + lam * np.eye(k)
+        step = np.linalg.solve(hess + 1e-9 * np.eye(k), grad)
+        c = c - step
+        if np.abs(step).max() < 1e-10:
+            break
+    return c
+
+
 def fit_confidence_map(
     confidence: np.ndarray, correct: np.ndarray, prior: float = 1.0
 ) -> tuple[float, float]:
@@ -190,13 +220,20 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def calibrated_probabilities(
-    logits: np.ndarray, temperature: float, confidence_map: Sequence[float] | None = None
+    logits: np.ndarray,
+    temperature: float,
+    confidence_map: Sequence[float] | None = None,
+    label_bias: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Every label's calibrated probability, row-wise: ``softmax(logits / T)``, then the top
-    label's probability mapped by :func:`fit_confidence_map`'s ``(a, b)`` and the other labels'
-    rescaled to share the rest in the same proportions. The top label stays the top: its
-    probability is never mapped below the rescaled runner-up's (``None``: temperature only)."""
-    p = softmax(np.atleast_2d(logits), temperature)
+    """Every label's calibrated probability, row-wise: ``softmax(logits / T + c)`` (``c``:
+    :func:`fit_label_bias`, ``None``: zeros), then the top label's probability mapped by
+    :func:`fit_confidence_map`'s ``(a, b)`` and the other labels' rescaled to share the rest in
+    the same proportions. The top label stays the top: its probability is never mapped below
+    the rescaled runner-up's (``None``: no map)."""
+    z = np.atleast_2d(np.asarray(logits, dtype=np.float64)) / float(temperature)
+    if label_bias is not None:
+        z = z + np.asarray(label_bias, dtype=np.float64)[None, :]
+    p = softmax(z)
     if confidence_map is None or tuple(confidence_map) == (1.0, 0.0) or p.shape[1] < 2:
         return p
     a, b = (float(v) for v in confidence_map)
@@ -694,7 +731,9 @@ def answer_clips(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(probabilities, top label id, confidence, answer)`` of every clip under a calibration
     (as :meth:`soundharvest.predict.Predictor.answer` gives them)."""
-    p = calibrated_probabilities(z, cal["temperature"], cal["confidence_map"])
+    p = calibrated_probabilities(
+        z, cal["temperature"], cal["confidence_map"], cal.get("label_bias")
+    )
     top = p.argmax(axis=1)
     conf = p.max(axis=1)
     atypical = np.nan_to_num(dist, nan=-np.inf) > cal["distance_threshold"]
@@ -718,7 +757,8 @@ def fit_calibration(
     level: float | None = None,
 ) -> dict[str, Any]:
     """A calibration fitted on the held-out clips ``rows`` selects: the temperature (NLL of the
-    query labels), the top-label map (:func:`fit_confidence_map`), then the confidence and
+    query labels), a bias per label (:func:`fit_label_bias`), the top-label map
+    (:func:`fit_confidence_map`), then the confidence and
     distance thresholds on the on-topic ones among them (:func:`choose_thresholds`; ``level``:
     see :func:`rejection_count`).
 
@@ -727,10 +767,11 @@ def fit_calibration(
     instrument ``truth.json`` says they hold; ties: the share nearest 0.5); without
     ``truth.json`` or off-topic clips among the rows, 0.5."""
     temperature = fit_temperature(z[rows], y[rows])
-    p_t = softmax(z, temperature)
+    bias = fit_label_bias(z[rows], y[rows], temperature)
+    p_t = calibrated_probabilities(z, temperature, None, bias)
     top = p_t.argmax(axis=1)
     cmap = fit_confidence_map(p_t.max(axis=1)[rows], (top == y)[rows])
-    conf = calibrated_probabilities(z, temperature, cmap).max(axis=1)
+    conf = calibrated_probabilities(z, temperature, cmap, bias).max(axis=1)
     has_truth, on_topic = _on_topic(table, top, y)
     kinds = table["off_topic_kind"].to_numpy()[: len(y)]
     off_topic = rows & has_truth & ~np.isin(kinds, ["on_topic", ""])
@@ -747,6 +788,7 @@ def fit_calibration(
         )
         cal = {
             "temperature": temperature,
+            "label_bias": bias,
             "confidence_map": cmap,
             "threshold": threshold,
             "distance_threshold": d_threshold,
@@ -770,6 +812,7 @@ def _fitted(cal: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "temperature": round(float(cal["temperature"]), 6),
         "confidence_map": [round(float(v), 6) for v in cal["confidence_map"]],
+        "label_bias": [round(float(v), 6) for v in cal["label_bias"]],
         "threshold": round(float(cal["threshold"]), 6),
         "distance_threshold": round(float(d_threshold), 4) if np.isfinite(d_threshold) else None,
         "distance_share": float(cal["distance_share"]),

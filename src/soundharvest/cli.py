@@ -328,6 +328,10 @@ def _predict_run(args: argparse.Namespace) -> int:
             "temperature": predictor.temperature,
             # The top label's probability p is reported as sigmoid(a * logit(p) + b).
             "confidence_map": list(predictor.confidence_map),
+            # Added to the logits / temperature, per label, before the softmax (None: none).
+            "label_bias": None
+            if predictor.label_bias is None
+            else dict(zip(predictor.labels, predictor.label_bias.round(6).tolist(), strict=True)),
             "unknown_below": predictor.threshold,
             # An answer whose distance to the training codes exceeds this is unknown too.
             "unknown_beyond_distance": predictor.distance_threshold,

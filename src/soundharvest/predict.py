@@ -172,6 +172,13 @@ class Predictor:
         return float(m[0]), float(m[1])
 
     @property
+    def label_bias(self) -> np.ndarray | None:
+        """Each label's bias after the temperature (:func:`soundharvest.calibrate.fit_label_bias`;
+        ``None`` without one, as in calibrations written before it existed)."""
+        b = (self.calibration or {}).get("label_bias")
+        return None if b is None else np.asarray(b, dtype=np.float64)
+
+    @property
     def distance_threshold(self) -> float:
         """The typicality distance above which the answer is ``unknown`` (inf: no such test)."""
         t = (self.calibration or {}).get("distance_threshold")
@@ -281,6 +288,12 @@ class Predictor:
                     f"gives {dim}; re-run the label_clusters stage"
                 )
         calibration = read_calibration(d / CALIBRATION_NAME) if calibrated else None
+        bias = (calibration or {}).get("label_bias")
+        if bias is not None and len(bias) != len(label_model.labels):
+            raise SoundharvestError(
+                f"{d / CALIBRATION_NAME}: field 'label_bias' has {len(bias)} values for "
+                f"{len(label_model.labels)} labels; re-run calibrate"
+            )
         return cls(label_model, features, encoder.model, meta, calibration, typicality)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
@@ -387,7 +400,7 @@ class Predictor:
                 "probabilities": {},
             }
         p = calibrated_probabilities(
-            np.asarray(logits)[None, :], self.temperature, self.confidence_map
+            np.asarray(logits)[None, :], self.temperature, self.confidence_map, self.label_bias
         )[0]
         order = np.lexsort((np.arange(len(p)), -p))
         top = int(order[0])
