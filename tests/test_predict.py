@@ -649,7 +649,8 @@ def test_calibration_answers_unknown_for_noise_and_silent_for_silence_but_keeps_
     assert proc.returncode == 0 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"soundharvest predict: warning: {d}: only {len(rows)} fitting")
     assert json.loads(proc.stdout)["calibration_warning"] in proc.stderr
-    assert json.loads(proc.stdout)["label_bias"] == dict(zip(["flute", "organ"], few["label_bias"]))
+    biases = dict(zip(["flute", "organ"], few["label_bias"], strict=True))
+    assert json.loads(proc.stdout)["label_bias"] == biases
     # So does a floor above 0.1 (these toy clips are all surely right: floor 0): held-out clips
     # too few to tell its probabilities from ones off by that much.
     assert few["ece_floor"] < 0.1
