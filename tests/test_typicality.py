@@ -36,6 +36,8 @@ def test_distance_is_the_squared_mahalanobis_distance_to_the_nearest_label_mean(
         [np.einsum("nd,de,ne->n", q - m, dens.precision, q - m) for m in dens.means], axis=0
     )
     assert np.allclose(dens.distance(q), direct, rtol=1e-9, atol=1e-9)
+    each = [np.einsum("nd,de,ne->n", q - m, dens.precision, q - m) for m in dens.means]
+    assert np.allclose(dens.label_distances(q), np.stack(each, axis=1), rtol=1e-9, atol=1e-9)
     # The shared covariance is the within-label spread, not the spread of the whole set.
     cov = np.linalg.inv(dens.precision)
     assert np.allclose(np.sqrt(np.diag(cov)), np.linspace(0.5, 2.0, 5), rtol=0.15)
@@ -50,6 +52,10 @@ def test_a_label_without_codes_is_never_nearest_and_the_model_round_trips(tmp_pa
     dens = CodeDensity.fit(x, y, ["a", "b", "c"])
     assert list(dens.counts) == [int((y == 0).sum()), int((y == 1).sum()), 0]
     assert np.isfinite(dens.distance(x)).all()
+    # Every label has a column of distances, NaN for "c"; the nearest is the smallest of the rest.
+    per_label = dens.label_distances(x[:20])
+    assert per_label.shape == (20, 3) and np.isnan(per_label[:, 2]).all()
+    assert np.allclose(per_label[:, :2].min(axis=1), dens.distance(x[:20]))
     dens.save(tmp_path / "t.npz")
     back = CodeDensity.load(tmp_path / "t.npz")
     assert np.allclose(back.distance(x), dens.distance(x)) and back.labels == ["a", "b", "c"]

@@ -282,6 +282,11 @@ class Predictor:
             from .typicality import CodeDensity
 
             typicality = CodeDensity.load(d / str(meta["typicality"]))
+            if typicality.labels != list(label_model.labels):
+                raise SoundharvestError(
+                    f"{d}: the typicality model's labels {typicality.labels} are not the label "
+                    f"model's {list(label_model.labels)}; re-run the label_clusters stage"
+                )
             if typicality.dim != dim:
                 raise SoundharvestError(
                     f"{d}: the typicality model reads {typicality.dim} dimensions, the encoder "

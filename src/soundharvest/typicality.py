@@ -59,6 +59,7 @@ class CodeDensity:
             np.zeros(k, dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
         )
         present = np.isfinite(self.means).all(axis=1)
+        self._present = present
         self._means = self.means[present]
         # Precomputed parts of (c - m)' P (c - m) = c'Pc - 2 c'Pm + m'Pm.
         self._pm = self._means @ self.precision  # (k', d)
@@ -98,22 +99,24 @@ class CodeDensity:
 
     def distance(self, codes: np.ndarray) -> np.ndarray:
         """``(n,)`` each code's smallest squared Mahalanobis distance to a label's mean."""
-        return self.label_distances(codes).min(axis=1)
+        return self.label_distances(codes)[:, self._present].min(axis=1)
 
     def label_distances(self, codes: np.ndarray) -> np.ndarray:
-        """``(n, labels)`` each code's squared Mahalanobis distance to every label's mean."""
+        """``(n, labels)`` each code's squared Mahalanobis distance to every label's mean (NaN
+        for a label without training codes)."""
         x = np.asarray(codes, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise SoundharvestError(
                 f"codes: shape {x.shape}, the typicality model expects (n, {self.dim}); "
                 "use codes of the model it belongs to"
             )
-        out = np.empty((len(x), len(self._mpm)))
+        out = np.full((len(x), len(self.labels)), np.nan)
+        cols = np.flatnonzero(self._present)
         for a in range(0, len(x), BLOCK):
             c = x[a : a + BLOCK]
             cpc = np.einsum("nd,nd->n", c @ self.precision, c)  # one GEMM
             d2 = cpc[:, None] - 2.0 * (c @ self._pm.T) + self._mpm[None, :]
-            out[a : a + BLOCK] = np.maximum(d2, 0.0)
+            out[a : a + BLOCK, cols] = np.maximum(d2, 0.0)
         return out
 
     def save(self, path: Pathlike) -> None:
