@@ -258,6 +258,19 @@ def test_label_clusters_writes_a_loadable_directory(trained) -> None:
     assert not (root / "raw" / "model.safetensors").exists()
 
 
+def test_a_typicality_model_of_other_labels_is_refused(trained, tmp_path) -> None:
+    import shutil
+
+    from soundharvest.typicality import CodeDensity
+
+    d = tmp_path / "pred"
+    shutil.copytree(trained["root"] / "pred", d)
+    dens = CodeDensity.load(d / TYPICALITY_NAME)
+    CodeDensity(dens.means[::-1], dens.precision, ["organ", "flute"]).save(d / TYPICALITY_NAME)
+    with pytest.raises(SoundharvestError, match=r"typicality model's labels .* re-run the label"):
+        Predictor.load(d)
+
+
 def test_predict_cli_labels_held_out_clips(trained) -> None:
     held = trained["held"]
     proc = run_cli(trained["root"] / "pred", held["flute"], held["organ"], "--json", "--frames")
