@@ -258,7 +258,9 @@ def test_label_clusters_writes_a_loadable_directory(trained) -> None:
     assert not (root / "raw" / "model.safetensors").exists()
 
 
-def test_a_typicality_model_of_other_labels_is_refused(trained, tmp_path) -> None:
+def test_a_typicality_model_of_other_labels_is_refused_and_a_label_without_codes_skipped(
+    trained, tmp_path
+) -> None:
     import shutil
 
     from soundharvest.typicality import CodeDensity
@@ -269,6 +271,15 @@ def test_a_typicality_model_of_other_labels_is_refused(trained, tmp_path) -> Non
     CodeDensity(dens.means[::-1], dens.precision, ["organ", "flute"]).save(d / TYPICALITY_NAME)
     with pytest.raises(SoundharvestError, match=r"typicality model's labels .* re-run the label"):
         Predictor.load(d)
+    # A label without training codes (NaN mean) is never nearest: the clip's distance is to the
+    # other label, as the frame timeline has it, not NaN.
+    one = dens.means.copy()
+    one[1] = np.nan
+    CodeDensity(one, dens.precision, dens.labels).save(d / TYPICALITY_NAME)
+    pred = Predictor.load(d)
+    scored = pred.score_file(trained["held"]["flute"])
+    assert np.isfinite(scored["distance"]) and np.isnan(scored["label_distances"][1])
+    assert scored["distance"] == pytest.approx(scored["label_distances"][0], rel=1e-9)
 
 
 def test_predict_cli_labels_held_out_clips(trained) -> None:

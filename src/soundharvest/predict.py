@@ -362,7 +362,8 @@ class Predictor:
         logp, voiced, dist = self.frame_log_probs(samples, name, per_label=True)
         return {
             "logits": logp.mean(axis=0) if len(logp) else None,
-            "distance": float(dist.min(axis=1).mean()) if len(dist) else None,
+            # The nearest label per frame; fmin skips a label without training codes (NaN).
+            "distance": float(np.fmin.reduce(dist, axis=1).mean()) if len(dist) else None,
             "label_distances": dist.mean(axis=0) if len(dist) else None,
             "voiced_frames": int(voiced.sum()),
             "n_frames": int(len(voiced)),
