@@ -154,12 +154,13 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
 
 
 def fit_label_bias(
-    logits: np.ndarray, targets: np.ndarray, temperature: float, prior: float = 1.0
+    logits: np.ndarray, targets: np.ndarray, temperature: float, prior: float | None = None
 ) -> np.ndarray:
     """A bias per label, ``c``, minimising the NLL of ``targets`` under
     ``softmax(logits / T + c)`` (vector scaling with the temperature's one shared scale, Guo et
     al. 2017), with a ridge of ``prior`` clips' weight pulling ``c`` towards 0 (which also makes
-    it sum to 0). The head learnt the training clips' label mix and each label's share of wrong
+    it sum to 0; ``None``: one clip per label, so that the handful of clips a small run holds
+    out cannot set a bias worth a label's share of them). The head learnt the training clips' label mix and each label's share of wrong
     results; on held-out clips some labels come out too often and others too rarely, which one
     scale cannot mend. Zeros without data.
 
@@ -170,7 +171,7 @@ def fit_label_bias(
     if len(z) == 0 or k < 2:
         return c
     onehot = np.eye(k)[np.asarray(targets, dtype=np.int64)]
-    lam = float(prior)
+    lam = float(k if prior is None else prior)
     for _ in range(50):
         p = softmax(z + c)
         grad = (p - onehot).sum(axis=0) + lam * c
