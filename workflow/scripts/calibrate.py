@@ -1,5 +1,5 @@
-"""Rule calibrate: a predictor's temperature, top-label map and 'unknown' thresholds, fitted and
-measured on the scores of its held-out training clips and of synthetic off-topic clips."""
+"""Rule calibrate: a predictor's temperature, label biases, top-label map and 'unknown'
+thresholds, fitted and measured on the scores of its held-out and synthetic clips."""
 
 from soundharvest.calibrate import calibrate_file
 from soundharvest.io import run_logged
