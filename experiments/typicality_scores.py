@@ -33,6 +33,7 @@ from soundharvest.calibrate import (  # noqa: E402
     calibrate_file,
     read_clip_scores,
 )
+from soundharvest.io import write_tsv  # noqa: E402
 
 SCORES = ("nearest", "to_top", "nearest_mean")
 FIGURES = (
@@ -57,7 +58,7 @@ def with_score(path: Path, score: str, out: Path) -> Path:
         table["distance"] = np.where(voiced, per_label[np.arange(len(table)), top], np.nan)
     elif score == "nearest_mean":
         table["distance"] = np.where(voiced, np.nanmin(per_label, axis=1), np.nan)
-    table.to_csv(out, sep="\t", index=False, float_format="%.9g")
+    write_tsv(out, table, float_format="%.9g")
     return out
 
 

@@ -64,7 +64,6 @@ import pandas as pd
 from .io import (
     Pathlike,
     SoundharvestError,
-    atomic_path,
     read_json,
     read_tsv,
     write_json,
@@ -160,9 +159,9 @@ def fit_label_bias(
     ``softmax(logits / T + c)`` (vector scaling with the temperature's one shared scale, Guo et
     al. 2017), with a ridge of ``prior`` clips' weight pulling ``c`` towards 0 (which also makes
     it sum to 0; ``None``: one clip per label, so that the handful of clips a small run holds
-    out cannot set a bias worth a label's share of them). The head learnt the training clips' label mix and each label's share of wrong
-    results; on held-out clips some labels come out too often and others too rarely, which one
-    scale cannot mend. Zeros without data.
+    out cannot set a bias worth a label's share of them). The head learnt the training clips'
+    label mix and each label's share of wrong results; on held-out clips some labels come out
+    too often and others too rarely, which one scale cannot mend. Zeros without data.
 
     The NLL is convex in ``c``: Newton steps on the gradient ``sum(p - onehot) + prior * c``."""
     z = np.atleast_2d(np.asarray(logits, dtype=np.float64)) / float(temperature)
@@ -468,10 +467,9 @@ def _score_row(scores: Mapping[str, Any], labels: Sequence[str], **what: Any) ->
         "distance": np.nan if scores["distance"] is None else float(scores["distance"]),
     }
     per_label = scores.get("label_distances")
-    for i, name in enumerate(labels):
-        row[LOGIT_PREFIX + name] = np.nan if logits is None else float(logits[i])
-    for i, name in enumerate(labels):
-        row[DISTANCE_PREFIX + name] = np.nan if per_label is None else float(per_label[i])
+    for prefix, values in ((LOGIT_PREFIX, logits), (DISTANCE_PREFIX, per_label)):
+        for i, name in enumerate(labels):
+            row[prefix + name] = np.nan if values is None else float(values[i])
     return row
 
 
@@ -571,8 +569,7 @@ def score_clips_file(
         p + name for p in (LOGIT_PREFIX, DISTANCE_PREFIX) for name in pred.labels
     ]
     table = pd.DataFrame(rows, columns=columns)
-    with atomic_path(out_tsv) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.9g")
+    write_tsv(out_tsv, table, float_format="%.9g")
     log.info(
         "score_clips %s: %d held-out clips (%d voiced), %d synthetic -> %s",
         Path(predictor_dir),
@@ -894,9 +891,9 @@ def calibrate_file(
         )
     y = np.array([label_id[lab] for lab in table["label"]], dtype=np.int64)
     half_a = (table["set"] == "a").to_numpy()
-    # The predictor has a typicality model when its voiced clips have distances.
-    use_distance = bool(np.isfinite(dist[voiced]).any()) if voiced.any() else bool(
-        np.isfinite(arrays(synth)[1]).any())  # fmt: skip
+    # The predictor has a typicality model when its voiced clips (held-out or synthetic) have
+    # distances; a clip without a voiced frame has none.
+    use_distance = bool(np.isfinite(scores["distance"].to_numpy(dtype=np.float64)).any())
 
     def fit(rows: np.ndarray) -> dict[str, Any]:
         return fit_calibration(
@@ -921,8 +918,9 @@ def calibrate_file(
             answer_h[half])  # fmt: skip
         atypical[half] = (np.nan_to_num(dist, nan=-np.inf) > cal_h["distance_threshold"])[half]
     cal = fit(voiced)
-    few = too_few_clips(int(voiced.sum()), on_topic_reject, on_topic_reject_level) if len(
-        table) else None  # fmt: skip
+    few = None
+    if len(table):
+        few = too_few_clips(int(voiced.sum()), on_topic_reject, on_topic_reject_level)
     if few:
         log.warning("calibrate %s: %s", Path(scores_tsv), few)
     table["top_label"] = [labels[i] for i in top]

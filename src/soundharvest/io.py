@@ -135,10 +135,11 @@ def read_json(path: Pathlike) -> Any:
         raise SoundharvestError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
-def write_tsv(path: Pathlike, frame) -> None:
-    """Write a pandas DataFrame as TSV atomically (no index column)."""
+def write_tsv(path: Pathlike, frame, float_format: str | None = None) -> None:
+    """Write a pandas DataFrame as TSV atomically (no index column; ``float_format`` as
+    pandas takes it, e.g. ``"%.9g"`` for numbers read back into a fit)."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, sep="\t", index=False)
+        frame.to_csv(tmp, sep="\t", index=False, float_format=float_format)
 
 
 def read_tsv(path: Pathlike, what: str, fix: str):
